@@ -1,0 +1,333 @@
+// Package config reads ssegate's configuration from SSEGATE_* environment
+// variables and validates it into one clear message per problem.
+//
+// Every field's `help` tag is printed by `ssegate -h` and checked against the
+// README's configuration table by a test, so the three never drift apart.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Prefix is put in front of every variable name.
+const Prefix = "SSEGATE_"
+
+// Diff modes accepted by SSEGATE_DIFF_MODE.
+const (
+	DiffAuto     = "auto"
+	DiffItems    = "items"
+	DiffPatch    = "patch"
+	DiffSnapshot = "snapshot"
+)
+
+// MinPollInterval is the shortest SSEGATE_POLL_INTERVAL accepted: below it a
+// single key would poll the upstream harder than any browser tab did.
+const MinPollInterval = 100 * time.Millisecond
+
+// Config is the whole configuration. The zero value is not useful: use Load.
+type Config struct {
+	// ListenAddr is the main TLS (or h2c) listener. Default ":8443".
+	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8443" help:"address of the main listener (TLS, HTTP/2 and HTTP/1.1)"`
+	// UpstreamURL is the legacy API every request goes to. Required.
+	UpstreamURL string `env:"UPSTREAM_URL" help:"absolute http or https URL of the legacy API (required, unless -demo)"`
+	// MetricsAddr serves /metrics, /healthz and /readyz. Default ":9090"; empty disables.
+	MetricsAddr string `env:"METRICS_ADDR" envDefault:":9090" help:"address of the metrics and health listener; empty disables it"`
+
+	// TLSCertFile and TLSKeyFile name a PEM pair; both or neither. Default: none (self-signed).
+	TLSCertFile string `env:"TLS_CERT_FILE" help:"PEM certificate chain; reloaded when it changes on disk"`
+	TLSKeyFile  string `env:"TLS_KEY_FILE" help:"PEM private key for TLS_CERT_FILE"`
+	// CertDir keeps the generated self-signed pair. Default: "<user config dir>/ssegate/certs".
+	CertDir string `env:"CERT_DIR" help:"where the generated self-signed certificate is kept (default: <user config dir>/ssegate/certs)"`
+	// TLSHosts are the DNS names and IPs of the generated certificate. Default "localhost,127.0.0.1,::1".
+	TLSHosts []string `env:"TLS_HOSTS" envDefault:"localhost,127.0.0.1,::1" help:"names and IPs the generated certificate covers"`
+	// H2C serves cleartext HTTP/2 and HTTP/1.1 instead of TLS. Default false.
+	H2C bool `env:"H2C" envDefault:"false" help:"serve cleartext HTTP/2 (h2c) for TLS ended at a load balancer"`
+
+	// LogLevel is debug, info, warn or error. Default "info".
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+	// LogFormat is text or json. Default "text".
+	LogFormat string `env:"LOG_FORMAT" envDefault:"text" help:"text or json"`
+	// ShutdownTimeout bounds the drain on SIGINT/SIGTERM. Default 10s.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" help:"how long a drain on SIGTERM may take"`
+
+	// StreamPaths are http.ServeMux patterns of paths that may stream. Default: every path.
+	StreamPaths []string `env:"STREAM_PATHS" envDefault:"/" help:"comma-separated http.ServeMux patterns of paths served as event streams"`
+	// IdentityHeaders decide which clients share a poller, and are sent upstream. Default "Authorization,Cookie".
+	IdentityHeaders []string `env:"IDENTITY_HEADERS" envDefault:"Authorization,Cookie" help:"request headers that identify a user: part of the stream key, sent upstream"`
+	// PollInterval is the time between two polls of one key. Default 2s, at least 100ms.
+	PollInterval time.Duration `env:"POLL_INTERVAL" envDefault:"2s" help:"time between two polls of one key (at least 100ms)"`
+	// PollTimeout bounds one upstream poll. Default 10s.
+	PollTimeout time.Duration `env:"POLL_TIMEOUT" envDefault:"10s" help:"time limit of one upstream poll"`
+	// MaxBodyBytes rejects larger poll answers. Default 1 MiB.
+	MaxBodyBytes int64 `env:"MAX_BODY_BYTES" envDefault:"1048576" help:"largest upstream answer a poll accepts, in bytes"`
+	// MaxBackoff caps the wait after failed polls. Default 1m.
+	MaxBackoff time.Duration `env:"MAX_BACKOFF" envDefault:"1m" help:"longest wait between polls of a failing key"`
+	// Linger keeps a poller without subscribers alive for reconnects. Default 30s.
+	Linger time.Duration `env:"LINGER" envDefault:"30s" help:"how long a key is still polled after its last subscriber left"`
+	// DiffMode is auto, items, patch or snapshot. Default "auto".
+	DiffMode string `env:"DIFF_MODE" envDefault:"auto" help:"auto, items, patch or snapshot"`
+	// ItemsPointer is a JSON Pointer (RFC 6901) to the array in items mode. Default "" (the whole body).
+	ItemsPointer string `env:"ITEMS_POINTER" help:"JSON Pointer to the array of items; empty means the whole body"`
+	// ItemIDField names the field that identifies an item. Default "id".
+	ItemIDField string `env:"ITEM_ID_FIELD" envDefault:"id" help:"field that identifies an item in items mode"`
+	// HistorySize is how many events per key are kept for resume. Default 1000.
+	HistorySize int `env:"HISTORY_SIZE" envDefault:"1000" help:"events kept per key for Last-Event-ID resume"`
+	// ClientBuffer is how many events may wait for one slow client. Default 256.
+	ClientBuffer int `env:"CLIENT_BUFFER" envDefault:"256" help:"events queued for one client before it is evicted as slow"`
+	// Retry is the reconnect delay sent to clients in the retry field. Default 3s.
+	Retry time.Duration `env:"RETRY" envDefault:"3s" help:"reconnect delay announced to clients (SSE retry field)"`
+	// HeartbeatInterval is the time between comment lines on idle streams. Default 15s.
+	HeartbeatInterval time.Duration `env:"HEARTBEAT_INTERVAL" envDefault:"15s" help:"time between keep-alive comments on a stream"`
+
+	// Demo starts the built-in example API and puts the gateway in front of it. Default false.
+	Demo bool `env:"DEMO" envDefault:"false" help:"run the built-in demo API behind the gateway (same as -demo)"`
+}
+
+// Load reads the configuration from environ ("KEY=value" pairs, as os.Environ
+// returns them). It reports malformed values; Validate reports the rest.
+func Load(environ []string) (Config, error) {
+	var c Config
+	vars := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	err := env.ParseWithOptions(&c, env.Options{Prefix: Prefix, Environment: vars})
+	if err == nil {
+		return c, nil
+	}
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return c, err
+	}
+	msgs := make([]string, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			key := Prefix + fieldKey(pe.Name)
+			msgs = append(msgs, fmt.Sprintf("%s: must be %s, got %q", key, kindOf(pe.Type), vars[key]))
+			continue
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return c, errors.New(strings.Join(msgs, "; "))
+}
+
+func fieldKey(name string) string {
+	f, ok := reflect.TypeFor[Config]().FieldByName(name)
+	if !ok {
+		return name
+	}
+	return f.Tag.Get("env")
+}
+
+func kindOf(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		return "a duration such as 500ms, 2s or 1m"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		return "a whole number"
+	default:
+		return "a " + t.String()
+	}
+}
+
+// Validate checks values and relations between them. Its error names every
+// offending variable and the value it got.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, Prefix+key+": "+fmt.Sprintf(format, args...))
+	}
+
+	if c.UpstreamURL == "" && !c.Demo {
+		bad("UPSTREAM_URL", "is required: the absolute http or https URL of the legacy API (or run with -demo)")
+	} else if c.UpstreamURL != "" {
+		if _, err := c.Upstream(); err != nil {
+			bad("UPSTREAM_URL", "%v, got %q", err, c.UpstreamURL)
+		}
+	}
+	checkAddr := func(key, v string, optional bool) {
+		if v == "" && optional {
+			return
+		}
+		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+			bad(key, "must be host:port or :port, got %q", v)
+		}
+	}
+	checkAddr("LISTEN_ADDR", c.ListenAddr, false)
+	checkAddr("METRICS_ADDR", c.MetricsAddr, true)
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("TLS_CERT_FILE", "and SSEGATE_TLS_KEY_FILE must be set together, got cert %q and key %q", c.TLSCertFile, c.TLSKeyFile)
+	}
+	if c.H2C && c.TLSCertFile != "" {
+		bad("H2C", "serves cleartext, so SSEGATE_TLS_CERT_FILE must not be set")
+	}
+	if len(c.TLSHosts) == 0 && c.TLSCertFile == "" && !c.H2C {
+		bad("TLS_HOSTS", "must name at least one host for the generated certificate")
+	}
+	if _, err := c.SlogLevel(); err != nil {
+		bad("LOG_LEVEL", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("LOG_FORMAT", "must be text or json, got %q", c.LogFormat)
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "must be positive, got %q", d.String())
+		}
+	}
+	positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
+	if c.PollInterval < MinPollInterval {
+		bad("POLL_INTERVAL", "must be at least %s, got %q", MinPollInterval, c.PollInterval.String())
+	}
+	positive("POLL_TIMEOUT", c.PollTimeout)
+	positive("LINGER", c.Linger)
+	positive("RETRY", c.Retry)
+	positive("HEARTBEAT_INTERVAL", c.HeartbeatInterval)
+	if c.MaxBackoff < c.PollInterval {
+		bad("MAX_BACKOFF", "must be at least SSEGATE_POLL_INTERVAL (%s), got %q", c.PollInterval, c.MaxBackoff.String())
+	}
+	if c.MaxBodyBytes <= 0 {
+		bad("MAX_BODY_BYTES", "must be positive, got %d", c.MaxBodyBytes)
+	}
+	if c.HistorySize < 1 {
+		bad("HISTORY_SIZE", "must be at least 1, got %d", c.HistorySize)
+	}
+	if c.ClientBuffer < 1 {
+		bad("CLIENT_BUFFER", "must be at least 1, got %d", c.ClientBuffer)
+	}
+	switch c.DiffMode {
+	case DiffAuto, DiffItems, DiffPatch, DiffSnapshot:
+	default:
+		bad("DIFF_MODE", "must be auto, items, patch or snapshot, got %q", c.DiffMode)
+	}
+	if c.ItemsPointer != "" && !strings.HasPrefix(c.ItemsPointer, "/") {
+		bad("ITEMS_POINTER", "must be a JSON Pointer starting with /, got %q", c.ItemsPointer)
+	}
+	if c.ItemIDField == "" {
+		bad("ITEM_ID_FIELD", "must not be empty")
+	}
+	for _, h := range c.IdentityHeaders {
+		if h == "" || strings.ContainsAny(h, " \t\r\n:") {
+			bad("IDENTITY_HEADERS", "must be comma-separated header names, got %q", strings.Join(c.IdentityHeaders, ","))
+			break
+		}
+	}
+	if len(c.StreamPaths) == 0 {
+		bad("STREAM_PATHS", "must name at least one pattern (\"/\" streams every path)")
+	}
+	for _, p := range c.StreamPaths {
+		if err := checkPattern(p); err != nil {
+			bad("STREAM_PATHS", "%v, got %q", err, p)
+		}
+	}
+
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// checkPattern reports whether http.ServeMux accepts p, without panicking.
+func checkPattern(p string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("not an http.ServeMux pattern: %v", r)
+		}
+	}()
+	http.NewServeMux().Handle(p, http.NotFoundHandler())
+	return nil
+}
+
+// Upstream parses UpstreamURL: absolute, http or https, with a host and no
+// query or fragment (the request supplies those).
+func (c *Config) Upstream() (*url.URL, error) {
+	u, err := url.Parse(c.UpstreamURL)
+	if err != nil {
+		return nil, errors.New("must be an absolute http or https URL")
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, errors.New("must be an absolute http or https URL")
+	case u.Host == "":
+		return nil, errors.New("must name a host")
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, errors.New("must not have a query or fragment")
+	case u.User != nil:
+		return nil, errors.New("must not carry credentials (send them from the client)")
+	}
+	return u, nil
+}
+
+// SlogLevel turns LogLevel into a slog.Level.
+func (c *Config) SlogLevel() (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(c.LogLevel))
+	return l, err
+}
+
+// CertDirOrDefault is CertDir, or "<user config dir>/ssegate/certs" when unset.
+func (c *Config) CertDirOrDefault() (string, error) {
+	if c.CertDir != "" {
+		return c.CertDir, nil
+	}
+	base, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("%sCERT_DIR: not set and no user config dir: %w", Prefix, err)
+	}
+	return filepath.Join(base, "ssegate", "certs"), nil
+}
+
+// Variable describes one environment variable.
+type Variable struct {
+	Name    string
+	Default string
+	Help    string
+}
+
+// Variables lists every variable, in declaration order.
+func Variables() []Variable {
+	t := reflect.TypeFor[Config]()
+	vars := make([]Variable, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		vars = append(vars, Variable{
+			Name:    Prefix + f.Tag.Get("env"),
+			Default: f.Tag.Get("envDefault"),
+			Help:    f.Tag.Get("help"),
+		})
+	}
+	return vars
+}
+
+// PrintUsage writes every variable with its default, for `ssegate -h`.
+func PrintUsage(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+	for _, v := range Variables() {
+		def := v.Default
+		if def == "" {
+			def = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, def, v.Help)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,264 @@
+// Package app wires ssegate's packages into a running gateway and owns its
+// lifecycle: listeners, the drain on shutdown, and the admin listener.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"runtime"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ssegate/ssegate/certs"
+	"github.com/ssegate/ssegate/config"
+	"github.com/ssegate/ssegate/poller"
+	"github.com/ssegate/ssegate/proxy"
+	"github.com/ssegate/ssegate/stream"
+)
+
+// Listening tells where a started gateway listens.
+type Listening struct {
+	Main     net.Addr
+	Metrics  net.Addr // nil when disabled
+	Upstream *url.URL
+	Scheme   string // https, or http with H2C
+}
+
+// Options are the parts of a run that do not come from the environment.
+type Options struct {
+	// Logger receives every log line. Default: discard.
+	Logger *slog.Logger
+	// OnReady is called once all listeners accept connections.
+	OnReady func(Listening)
+	// Upstream, when set, replaces cfg.UpstreamURL (the demo's own API).
+	Upstream *url.URL
+}
+
+// NewLogger returns the logger cfg asks for, writing to w.
+func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	level, _ := cfg.SlogLevel() // validated
+	ho := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// Version is the module version the binary was built from, or "dev".
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// Run serves the gateway until ctx is done, then drains within
+// cfg.ShutdownTimeout and returns nil. Configuration and start-up problems
+// (bad key, port in use) are returned as one-line errors.
+func Run(ctx context.Context, cfg config.Config, opts Options) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	upstream := opts.Upstream
+	if upstream == nil {
+		u, err := cfg.Upstream()
+		if err != nil {
+			return fmt.Errorf("%sUPSTREAM_URL: %w", config.Prefix, err)
+		}
+		upstream = u
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{
+		Name: "ssegate_build_info",
+		Help: "Always 1; labels tell the build.",
+	}, []string{"version", "goversion"}).WithLabelValues(Version(), runtime.Version()).Set(1)
+
+	tlsConf, err := tlsConfig(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("%sLISTEN_ADDR: %w", config.Prefix, err)
+	}
+	defer ln.Close()
+	var adminLn net.Listener
+	if cfg.MetricsAddr != "" {
+		adminLn, err = net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("%sMETRICS_ADDR: %w", config.Prefix, err)
+		}
+		defer adminLn.Close()
+	}
+
+	transport := NewTransport()
+	defer transport.CloseIdleConnections()
+	src := poller.New(poller.Options{
+		Client:       &http.Client{Transport: transport},
+		Interval:     cfg.PollInterval,
+		Timeout:      cfg.PollTimeout,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		MaxBackoff:   cfg.MaxBackoff,
+		Diff:         poller.DiffOptions{Mode: cfg.DiffMode, ItemsPointer: cfg.ItemsPointer, IDField: cfg.ItemIDField},
+		Logger:       log.With("component", "poller"),
+		Registerer:   reg,
+	})
+	hub := stream.NewHub(src, stream.Options{
+		HistorySize:  cfg.HistorySize,
+		ClientBuffer: cfg.ClientBuffer,
+		Retry:        cfg.Retry,
+		Heartbeat:    cfg.HeartbeatInterval,
+		Linger:       cfg.Linger,
+		Logger:       log.With("component", "stream"),
+		Registerer:   reg,
+	})
+	defer hub.Close()
+	front, err := proxy.New(proxy.Options{
+		Upstream:    upstream,
+		Transport:   transport,
+		Hub:         hub,
+		Keyer:       stream.NewKeyer(cfg.IdentityHeaders),
+		StreamPaths: cfg.StreamPaths,
+		Logger:      log.With("component", "proxy"),
+		Registerer:  reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	srv := proxy.NewServer(front, proxy.ServerOptions{TLS: tlsConf, H2C: cfg.H2C, Logger: log})
+	serveErr := make(chan error, 2)
+	go func() {
+		if tlsConf != nil {
+			serveErr <- srv.ServeTLS(ln, "", "")
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
+
+	var ready atomic.Bool
+	var admin *http.Server
+	if adminLn != nil {
+		admin = &http.Server{Handler: adminHandler(reg, &ready), ReadHeaderTimeout: 10 * time.Second}
+		go func() { serveErr <- admin.Serve(adminLn) }()
+	}
+	ready.Store(true)
+
+	scheme := "https"
+	if tlsConf == nil {
+		scheme = "http"
+	}
+	l := Listening{Main: ln.Addr(), Upstream: upstream, Scheme: scheme}
+	if adminLn != nil {
+		l.Metrics = adminLn.Addr()
+	}
+	log.Info("ssegate listening", "addr", l.Main.String(), "scheme", scheme, "upstream", upstream.Redacted(),
+		"metrics", cfg.MetricsAddr, "version", Version())
+	if opts.OnReady != nil {
+		opts.OnReady(l)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	case err := <-serveErr:
+		runErr = fmt.Errorf("serve: %w", err)
+	}
+	ready.Store(false)
+	drain(srv, admin, hub, cfg.ShutdownTimeout, log)
+	return runErr
+}
+
+// drain stops accepting, ends every event stream (they never go idle, so
+// Shutdown alone would wait for ever), lets ordinary requests finish within
+// timeout, and then closes whatever is left.
+func drain(srv, admin *http.Server, hub *stream.Hub, timeout time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	hub.Close()
+	if err := <-done; err != nil {
+		log.Warn("drain timed out; closing remaining connections", "err", err)
+		_ = srv.Close() // we are exiting; nothing more to do with its error
+	}
+	if admin != nil {
+		_ = admin.Close() // scrapes in flight are not worth waiting for
+	}
+	log.Info("stopped")
+}
+
+func tlsConfig(cfg config.Config, log *slog.Logger) (*tls.Config, error) {
+	if cfg.H2C {
+		return nil, nil
+	}
+	if cfg.TLSCertFile != "" {
+		r, err := certs.NewReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log.With("component", "certs"))
+		if err != nil {
+			return nil, fmt.Errorf("%sTLS_CERT_FILE/%sTLS_KEY_FILE: %w", config.Prefix, config.Prefix, err)
+		}
+		log.Info("serving TLS certificate", "path", cfg.TLSCertFile, "sha256", certs.Fingerprint(r.Certificate()))
+		return certs.TLSConfig(r.GetCertificate), nil
+	}
+	dir, err := cfg.CertDirOrDefault()
+	if err != nil {
+		return nil, err
+	}
+	cert, path, created, err := certs.EnsureSelfSigned(dir, cfg.TLSHosts, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("%sCERT_DIR: %w", config.Prefix, err)
+	}
+	log.Info("serving self-signed TLS certificate", "path", path, "created", created, "sha256", certs.Fingerprint(cert))
+	return certs.TLSConfig(certs.Static{Cert: cert}.GetCertificate), nil
+}
+
+// NewTransport is the client transport to the upstream: bounded dial and
+// handshake times so an unreachable upstream answers 502 instead of hanging.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil, // the upstream is fixed; never an environment proxy
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+func adminHandler(reg *prometheus.Registry, ready *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	return mux
+}

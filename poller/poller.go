@@ -1,0 +1,331 @@
+// Package poller fetches a stream key's upstream answer on an interval,
+// diffs it against the previous answer and publishes the changes into the
+// stream hub. One goroutine per key; the hub starts and stops them.
+package poller
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ssegate/ssegate/stream"
+)
+
+// Outcome classifies one poll, as the outcome label of
+// ssegate_upstream_polls_total.
+type Outcome string
+
+// The outcomes of a poll.
+const (
+	Changed     Outcome = "changed"      // new body with change events
+	Unchanged   Outcome = "unchanged"    // 200 with nothing clients would see change
+	NotModified Outcome = "not_modified" // 304 to a conditional request
+	HTTPError   Outcome = "http_error"   // any other status, including redirects
+	InvalidBody Outcome = "invalid_body" // the diff mode cannot use the body
+	TooLarge    Outcome = "too_large"    // body over MaxBodyBytes
+	Timeout     Outcome = "timeout"      // no full answer within PollTimeout
+	Unreachable Outcome = "unreachable"  // connection refused, DNS, TLS, reset
+	// Denied is a 401 or 403 (or a 404 on the first poll): the key's streams
+	// end. Its metric label is http_error, to keep the documented set.
+	Denied Outcome = "denied"
+)
+
+// Outcomes lists every outcome label of ssegate_upstream_polls_total.
+func Outcomes() []Outcome {
+	return []Outcome{Changed, Unchanged, NotModified, HTTPError, InvalidBody, TooLarge, Timeout, Unreachable}
+}
+
+func (o Outcome) label() Outcome {
+	if o == Denied {
+		return HTTPError
+	}
+	return o
+}
+
+func (o Outcome) failed() bool {
+	switch o {
+	case Changed, Unchanged, NotModified:
+		return false
+	}
+	return true
+}
+
+// Options configure a Poller. Zero fields take the defaults documented here.
+type Options struct {
+	// Client sends the polls. Its redirects are never followed: a 3xx is a
+	// failed poll, so identity headers never go to another host. Default:
+	// a client with http.DefaultTransport.
+	Client *http.Client
+	// Interval is the time between polls of one key. Default 2s.
+	Interval time.Duration
+	// Timeout bounds one poll, body included. Default 10s.
+	Timeout time.Duration
+	// MaxBodyBytes rejects larger bodies. Default 1 MiB.
+	MaxBodyBytes int64
+	// MaxBackoff caps the wait after failures. Default 1m.
+	MaxBackoff time.Duration
+	// Diff selects how bodies are compared.
+	Diff DiffOptions
+	// Logger receives state changes of keys. Default: discard.
+	Logger *slog.Logger
+	// Registerer receives the poller's metrics. Default: none.
+	Registerer prometheus.Registerer
+}
+
+// Poller is the stream.Source that polls the upstream.
+type Poller struct {
+	opts    Options
+	client  *http.Client
+	metrics *metrics
+}
+
+var _ stream.Source = (*Poller)(nil)
+
+// New returns a Poller.
+func New(opts Options) *Poller {
+	if opts.Interval <= 0 {
+		opts.Interval = 2 * time.Second
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := http.Client{Transport: http.DefaultTransport}
+	if opts.Client != nil {
+		c = *opts.Client
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.Timeout = 0 // per poll via context instead, so a timeout is told apart
+	return &Poller{opts: opts, client: &c, metrics: newMetrics(opts.Registerer)}
+}
+
+// keyState is what one key's goroutine remembers between polls.
+type keyState struct {
+	differ       *Differ
+	hasBody      bool
+	body         []byte
+	etag         string
+	lastModified string
+	failures     int     // consecutive failed polls
+	failing      Outcome // last failure logged; "" while healthy
+}
+
+// result is one poll's answer.
+type result struct {
+	outcome    Outcome
+	body       []byte
+	changes    []stream.Change
+	status     int
+	header     http.Header
+	retryAfter time.Duration
+	err        error
+}
+
+// Run polls t until ctx is done or the upstream denies the key.
+func (p *Poller) Run(ctx context.Context, t stream.Target, pub stream.Publisher) {
+	log := p.opts.Logger.With("key", t.Key.String(), "path", t.URL.Path)
+	st := &keyState{differ: NewDiffer(p.opts.Diff)}
+	timer := time.NewTimer(0) // the first poll is at once
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		res := p.poll(ctx, t, st)
+		if ctx.Err() != nil {
+			return // ended meanwhile: do not count or log a cancelled poll
+		}
+		p.metrics.polls[res.outcome.label()].Inc()
+		p.report(log, st, res)
+		switch {
+		case res.outcome == Denied:
+			pub.Deny(stream.Denial{Status: res.status, Header: res.header, Body: res.body})
+			return
+		case res.outcome.failed():
+			st.failures++
+			if !st.hasBody {
+				pub.Unavailable()
+			}
+		default:
+			st.failures = 0
+			if res.body != nil {
+				st.hasBody, st.body = true, res.body
+				pub.Publish(res.body, res.changes)
+			}
+		}
+		timer.Reset(p.nextDelay(st, res))
+	}
+}
+
+// report logs a key's state changes once, not once per poll.
+func (p *Poller) report(log *slog.Logger, st *keyState, res result) {
+	switch {
+	case res.outcome == Denied:
+		log.Info("upstream denied the key; ending its streams", "status", res.status)
+	case res.outcome.failed() && st.failing != res.outcome:
+		log.Warn("upstream poll failing", "outcome", string(res.outcome), "status", res.status, "err", res.err)
+		st.failing = res.outcome
+	case !res.outcome.failed() && st.failing != "":
+		log.Info("upstream poll recovered", "after_failures", st.failures)
+		st.failing = ""
+	}
+}
+
+// nextDelay is the interval with ±10% jitter, so keys started together
+// spread out; after failures it backs off exponentially, with jitter, up to
+// MaxBackoff, and never sooner than a Retry-After asked for.
+func (p *Poller) nextDelay(st *keyState, res result) time.Duration {
+	if st.failures == 0 {
+		d := p.opts.Interval
+		return d - d/10 + rand.N(d/5+1)
+	}
+	d := p.opts.Interval << min(st.failures, 30)
+	if d <= 0 || d > p.opts.MaxBackoff {
+		d = p.opts.MaxBackoff
+	}
+	d = d/2 + rand.N(d/2+1) // "equal jitter": between half and all of d
+	if res.retryAfter > d {
+		d = min(res.retryAfter, maxRetryAfter)
+	}
+	return d
+}
+
+// maxRetryAfter caps a Retry-After, so a typo upstream cannot park a key for days.
+const maxRetryAfter = time.Hour
+
+func (p *Poller) poll(ctx context.Context, t stream.Target, st *keyState) (res result) {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	start := time.Now()
+	defer func() { p.metrics.duration.Observe(time.Since(start).Seconds()) }()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.URL.String(), nil)
+	if err != nil {
+		return result{outcome: Unreachable, err: err}
+	}
+	for k, vs := range t.Header {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Accept", "application/json, */*;q=0.5")
+	req.Header.Set("User-Agent", "ssegate")
+	if st.hasBody {
+		if st.etag != "" {
+			req.Header.Set("If-None-Match", st.etag)
+		}
+		if st.lastModified != "" {
+			req.Header.Set("If-Modified-Since", st.lastModified)
+		}
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return result{outcome: classify(ctx, err), err: err}
+	}
+	defer resp.Body.Close()
+
+	res.status = resp.StatusCode
+	switch {
+	case resp.StatusCode == http.StatusNotModified && st.hasBody:
+		res.outcome = NotModified
+		drain(resp.Body)
+		return res
+	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden,
+		resp.StatusCode == http.StatusNotFound && !st.hasBody:
+		res.outcome = Denied
+		res.header = denialHeader(resp.Header)
+		res.body, _ = io.ReadAll(io.LimitReader(resp.Body, min(p.opts.MaxBodyBytes, 64<<10)))
+		return res
+	case resp.StatusCode != http.StatusOK:
+		res.outcome = HTTPError
+		res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		res.err = fmt.Errorf("status %d", resp.StatusCode)
+		drain(resp.Body)
+		return res
+	}
+
+	body, err := io.ReadAll(io.LimitReader(resp.Body, p.opts.MaxBodyBytes+1))
+	switch {
+	case err != nil:
+		return result{outcome: classify(ctx, err), status: res.status, err: err}
+	case int64(len(body)) > p.opts.MaxBodyBytes:
+		return result{outcome: TooLarge, status: res.status, err: fmt.Errorf("body over %d bytes", p.opts.MaxBodyBytes)}
+	}
+	if st.hasBody && bytes.Equal(body, st.body) {
+		st.etag, st.lastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+		return result{outcome: Unchanged, status: res.status}
+	}
+	before := st.differ.Mode()
+	changes, err := st.differ.Next(body)
+	if err != nil {
+		return result{outcome: InvalidBody, status: res.status, err: err}
+	}
+	if m := st.differ.Mode(); m != before {
+		p.opts.Logger.Info("diff mode chosen", "key", t.Key.String(), "path", t.URL.Path, "mode", m)
+	}
+	st.etag, st.lastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	res.body, res.changes, res.outcome = body, changes, Unchanged
+	if len(changes) > 0 {
+		res.outcome = Changed
+	}
+	return res
+}
+
+// classify tells a timeout from an unreachable upstream.
+func classify(ctx context.Context, err error) Outcome {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil || errors.As(err, &ne) && ne.Timeout() {
+		return Timeout
+	}
+	return Unreachable
+}
+
+// drain reads a little of an unused body so the connection can be reused.
+func drain(r io.Reader) { _, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10)) }
+
+// denialHeader keeps the headers that describe a denial's body, and the
+// challenge a client may need; nothing that would set state in the browser.
+func denialHeader(h http.Header) http.Header {
+	out := http.Header{}
+	for _, k := range []string{"Content-Type", "Www-Authenticate"} {
+		if v := h.Values(k); len(v) > 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		if s < 0 {
+			return 0
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}

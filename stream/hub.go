@@ -1,0 +1,214 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Source produces the state of one key; the poller is one. The hub calls Run
+// in its own goroutine when a key gets its first subscriber, and cancels ctx
+// when the key has had no subscriber for Linger, is denied, or the hub
+// closes. Run must return soon after ctx is done.
+type Source interface {
+	Run(ctx context.Context, t Target, p Publisher)
+}
+
+// Publisher is how a source reports a key's state to the hub.
+type Publisher interface {
+	// Publish sets the key's current body. changes are the events that turn
+	// the previous body into this one; for the first body they are ignored,
+	// since every client starts with a snapshot.
+	Publish(body []byte, changes []Change)
+	// Unavailable reports that the first poll failed for a reason that may
+	// pass (network, 5xx): subscribers are admitted and wait for the first
+	// Publish.
+	Unavailable()
+	// Deny ends the key: every subscriber, waiting or streaming, is ended,
+	// and those not yet answered get d as their HTTP response.
+	Deny(d Denial)
+	// Subscribers is the number of clients of the key now.
+	Subscribers() int
+}
+
+// Denial is an upstream refusal passed on to clients: a browser EventSource
+// does not retry a non-200 answer, which is right for a lost session.
+type Denial struct {
+	Status int
+	Header http.Header // Content-Type and the like, already filtered
+	Body   []byte
+}
+
+// ErrClosed is returned by operations on a closed hub.
+var ErrClosed = errors.New("stream: hub closed")
+
+// Options configure a Hub. Zero fields take the defaults documented here.
+type Options struct {
+	// HistorySize is the events kept per key for resume. Default 1000.
+	HistorySize int
+	// ClientBuffer is the events queued per subscriber before it is evicted
+	// as slow. Default 256.
+	ClientBuffer int
+	// Retry is sent to clients as the SSE reconnection time. Default 3s.
+	Retry time.Duration
+	// Heartbeat is the time between comment lines. Default 15s.
+	Heartbeat time.Duration
+	// Linger is how long a key outlives its last subscriber. Default 30s.
+	Linger time.Duration
+	// WriteTimeout bounds one blocked write to a client, beyond the heartbeat
+	// interval (a write happens at least once per heartbeat). Default 10s.
+	WriteTimeout time.Duration
+	// Logger receives the hub's logs. Default: discard.
+	Logger *slog.Logger
+	// Registerer receives the hub's metrics. Default: none.
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if o.HistorySize <= 0 {
+		o.HistorySize = 1000
+	}
+	if o.ClientBuffer <= 0 {
+		o.ClientBuffer = 256
+	}
+	def(&o.Retry, 3*time.Second)
+	def(&o.Heartbeat, 15*time.Second)
+	def(&o.Linger, 30*time.Second)
+	def(&o.WriteTimeout, 10*time.Second)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Hub owns every key's topic and the source goroutine behind it.
+type Hub struct {
+	src     Source
+	opts    Options
+	epoch   Epoch
+	metrics *metrics
+	lastID  atomic.Uint64
+	retry   []byte // the encoded retry field every stream starts with
+
+	ctx    context.Context // parent of every source's context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // source goroutines
+
+	mu     sync.Mutex
+	topics map[Key]*topic
+	closed bool
+}
+
+// NewHub returns a hub that runs src for each key with subscribers.
+func NewHub(src Source, opts Options) *Hub {
+	opts.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Hub{
+		src:     src,
+		opts:    opts,
+		epoch:   Epoch(strconv.FormatInt(time.Now().UnixMilli(), 36)),
+		metrics: newMetrics(opts.Registerer),
+		retry:   AppendRetry(nil, opts.Retry.Milliseconds()),
+		ctx:     ctx,
+		cancel:  cancel,
+		topics:  make(map[Key]*topic),
+	}
+}
+
+// Epoch returns the prefix of this hub's event IDs.
+func (h *Hub) Epoch() Epoch { return h.epoch }
+
+func (h *Hub) nextID() ID { return ID(h.lastID.Add(1)) }
+
+// Keys is the number of keys with a running source.
+func (h *Hub) Keys() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.topics)
+}
+
+// subscribe adds a subscriber to the key's topic, creating the topic and
+// starting its source when it is the first.
+func (h *Hub) subscribe(t Target, last ID) (*Subscriber, error) {
+	for {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			return nil, ErrClosed
+		}
+		tp := h.topics[t.Key]
+		if tp == nil {
+			tp = h.startTopic(t)
+		}
+		h.mu.Unlock()
+		if sub := tp.join(last); sub != nil {
+			return sub, nil
+		}
+		// The topic expired between the lookup and the join: look again.
+	}
+}
+
+// startTopic must be called with h.mu held.
+func (h *Hub) startTopic(t Target) *topic {
+	ctx, cancel := context.WithCancel(h.ctx)
+	tp := newTopic(h, t, cancel)
+	h.topics[t.Key] = tp
+	h.metrics.streamsActive.Inc()
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.src.Run(ctx, t, tp)
+	}()
+	return tp
+}
+
+// remove takes tp out of the map if it is still there; it must be called
+// with h.mu and tp.mu held.
+func (h *Hub) remove(tp *topic) {
+	if tp.removed {
+		return
+	}
+	tp.removed = true
+	tp.cancel()
+	if tp.linger != nil {
+		tp.linger.Stop()
+	}
+	if h.topics[tp.target.Key] == tp {
+		delete(h.topics, tp.target.Key)
+	}
+	h.metrics.streamsActive.Dec()
+}
+
+// Close ends every stream, stops every source and waits for the sources to
+// return. Streams that arrive later are refused with 503.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	for _, tp := range h.topics {
+		tp.mu.Lock()
+		h.remove(tp)
+		for sub := range tp.subs {
+			tp.end(sub, reasonShutdown)
+		}
+		tp.closeReady()
+		tp.mu.Unlock()
+	}
+	h.mu.Unlock()
+	h.cancel()
+	h.wg.Wait()
+}

@@ -1,0 +1,56 @@
+package stream
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// metrics are the hub's Prometheus series. No label carries a path, query or
+// identity: their number would be unbounded.
+type metrics struct {
+	connsActive   prometheus.Gauge
+	connsTotal    prometheus.Counter
+	streamsActive prometheus.Gauge
+	published     [numKinds]prometheus.Counter
+	delivered     prometheus.Counter
+	evictedVec    *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		connsActive: f.NewGauge(prometheus.GaugeOpts{
+			Name: "ssegate_connections_active",
+			Help: "Event streams open now.",
+		}),
+		connsTotal: f.NewCounter(prometheus.CounterOpts{
+			Name: "ssegate_connections_total",
+			Help: "Event streams opened since start.",
+		}),
+		streamsActive: f.NewGauge(prometheus.GaugeOpts{
+			Name: "ssegate_streams_active",
+			Help: "Stream keys being polled now (distinct path, query and identity).",
+		}),
+		delivered: f.NewCounter(prometheus.CounterOpts{
+			Name: "ssegate_events_delivered_total",
+			Help: "Events written to clients (one per event per client).",
+		}),
+		evictedVec: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "ssegate_clients_evicted_total",
+			Help: "Streams ended by the gateway, by reason (slow, denied, shutdown).",
+		}, []string{"reason"}),
+	}
+	pub := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "ssegate_events_published_total",
+		Help: "Change events published, by event type.",
+	}, []string{"event"})
+	for _, k := range Kinds() {
+		m.published[k] = pub.WithLabelValues(k.String())
+	}
+	for _, r := range []string{reasonSlow, reasonDenied, reasonShutdown} {
+		m.evictedVec.WithLabelValues(r) // so the series exist from the start
+	}
+	return m
+}
+
+func (m *metrics) evicted(reason string) { m.evictedVec.WithLabelValues(reason).Inc() }

@@ -1,0 +1,150 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Subscriber is one client's place in a topic: the events still to write
+// (backlog, then the bounded queue) and a done channel the hub closes to end
+// the stream.
+type Subscriber struct {
+	topic   *topic
+	backlog []*Event    // written first: resumed events or the snapshot
+	queue   chan *Event // live events; full means the client is too slow
+	done    chan struct{}
+	reason  string  // why done was closed; set before closing
+	denial  *Denial // set before done is closed on a denial
+}
+
+// maxBatch bounds the events gathered into one write and flush.
+const maxBatch = 64
+
+// LastEventID returns the client's resume point: the Last-Event-ID header
+// (what EventSource sends on reconnect), or the lastEventId query parameter
+// for clients that cannot set headers.
+func LastEventID(r *http.Request) string {
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		return v
+	}
+	return r.URL.Query().Get("lastEventId")
+}
+
+// ServeStream answers r with the event stream of t. The response is 200 with
+// a stream, the upstream's denial (401, 403, 404), or 503 when the hub is
+// closed. A Last-Event-ID that is unknown, expired, malformed or from another
+// process gets a fresh snapshot, never an error.
+func (h *Hub) ServeStream(w http.ResponseWriter, r *http.Request, t Target) {
+	last, _ := h.epoch.Parse(LastEventID(r))
+	sub, err := h.subscribe(t, last)
+	if err != nil {
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "ssegate: shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	defer sub.topic.leave(sub)
+
+	ctx := r.Context()
+	select {
+	case <-sub.topic.ready:
+	case <-sub.done:
+	case <-ctx.Done():
+		return
+	}
+	if d := sub.denial; d != nil {
+		writeDenial(w, d)
+		return
+	}
+	select {
+	case <-sub.done:
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "ssegate: shutting down", http.StatusServiceUnavailable)
+		return
+	default:
+	}
+
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no") // nginx and friends: do not buffer
+	w.WriteHeader(http.StatusOK)
+
+	h.metrics.connsActive.Inc()
+	h.metrics.connsTotal.Inc()
+	defer h.metrics.connsActive.Dec()
+	_ = h.write(ctx, w, sub) // a write error means the client left: nothing to do
+}
+
+func writeDenial(w http.ResponseWriter, d *Denial) {
+	for k, vs := range d.Header {
+		w.Header()[k] = vs
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(d.Body)))
+	w.WriteHeader(d.Status)
+	_, _ = w.Write(d.Body) // the response is complete either way
+}
+
+// write runs the stream until the client leaves or the hub ends it.
+func (h *Hub) write(ctx context.Context, w http.ResponseWriter, sub *Subscriber) error {
+	rc := http.NewResponseController(w)
+	// A write happens at least once per heartbeat, so a deadline of one
+	// heartbeat plus WriteTimeout fires only for a client that stopped
+	// reading (flow-control window full): it unblocks the Write, and the
+	// stream ends instead of holding a goroutine for ever.
+	deadline := h.opts.Heartbeat + h.opts.WriteTimeout
+	flush := func(buf []byte) error {
+		if err := rc.SetWriteDeadline(time.Now().Add(deadline)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		if _, err := w.Write(buf); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+
+	buf := append([]byte(nil), h.retry...)
+	for _, e := range sub.backlog {
+		buf = append(buf, e.wire...)
+	}
+	if err := flush(buf); err != nil {
+		return err
+	}
+	h.metrics.delivered.Add(float64(len(sub.backlog)))
+	sub.backlog = nil
+
+	hb := time.NewTicker(h.opts.Heartbeat)
+	defer hb.Stop()
+	for {
+		select {
+		case e := <-sub.queue:
+			// Gather what is already queued into one write and one flush.
+			n := 1
+			if len(sub.queue) == 0 {
+				if err := flush(e.wire); err != nil {
+					return err
+				}
+			} else {
+				buf = append(buf[:0], e.wire...)
+				for ; n < maxBatch && len(sub.queue) > 0; n++ {
+					buf = append(buf, (<-sub.queue).wire...)
+				}
+				if err := flush(buf); err != nil {
+					return err
+				}
+			}
+			h.metrics.delivered.Add(float64(n))
+			hb.Reset(h.opts.Heartbeat)
+		case <-hb.C:
+			if err := flush(heartbeat); err != nil {
+				return err
+			}
+		case <-sub.done:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}

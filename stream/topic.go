@@ -1,0 +1,207 @@
+package stream
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+type topicState uint8
+
+const (
+	statePending topicState = iota // first poll not answered yet
+	stateWaiting                   // first poll failed; clients wait for a body
+	stateLive                      // a body is known
+	stateDenied                    // upstream refused; the topic is gone
+)
+
+// Reasons a subscriber is ended by the hub, as metric labels.
+const (
+	reasonSlow     = "slow"
+	reasonDenied   = "denied"
+	reasonShutdown = "shutdown"
+)
+
+// topic is one key's state and subscribers.
+type topic struct {
+	hub    *Hub
+	target Target
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	state   topicState
+	ready   chan struct{} // closed once the first poll's outcome is known
+	body    []byte
+	snap    *Event // snapshot of (history.Last(), body); nil when stale
+	history *History
+	subs    map[*Subscriber]struct{}
+	denial  *Denial
+	linger  *time.Timer
+	removed bool
+}
+
+var _ Publisher = (*topic)(nil)
+
+func newTopic(h *Hub, t Target, cancel context.CancelFunc) *topic {
+	return &topic{
+		hub:     h,
+		target:  t,
+		cancel:  cancel,
+		ready:   make(chan struct{}),
+		history: NewHistory(h.opts.HistorySize),
+		subs:    make(map[*Subscriber]struct{}),
+	}
+}
+
+func (t *topic) closeReady() {
+	select {
+	case <-t.ready:
+	default:
+		close(t.ready)
+	}
+}
+
+// join adds a subscriber resuming after last (0: none). It returns nil when
+// the topic was removed meanwhile.
+func (t *topic) join(last ID) *Subscriber {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.removed {
+		return nil
+	}
+	if t.linger != nil {
+		t.linger.Stop()
+		t.linger = nil
+	}
+	sub := &Subscriber{
+		topic: t,
+		queue: make(chan *Event, t.hub.opts.ClientBuffer),
+		done:  make(chan struct{}),
+	}
+	if t.state == stateLive {
+		if evs, ok := t.history.Since(last); ok {
+			sub.backlog = evs
+		} else {
+			sub.backlog = []*Event{t.snapshotLocked()}
+		}
+	}
+	t.subs[sub] = struct{}{}
+	return sub
+}
+
+// leave removes sub; the last one out starts the linger timer.
+func (t *topic) leave(sub *Subscriber) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.subs, sub)
+	if len(t.subs) > 0 || t.removed {
+		return
+	}
+	if t.linger != nil {
+		t.linger.Stop()
+	}
+	t.linger = time.AfterFunc(t.hub.opts.Linger, t.expire)
+}
+
+func (t *topic) expire() {
+	h := t.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.subs) == 0 {
+		h.remove(t)
+	}
+}
+
+// end closes sub's stream for reason; t.mu must be held.
+func (t *topic) end(sub *Subscriber, reason string) {
+	if _, ok := t.subs[sub]; !ok {
+		return
+	}
+	delete(t.subs, sub)
+	sub.reason = reason
+	close(sub.done)
+	t.hub.metrics.evicted(reason)
+}
+
+// snapshotLocked returns the snapshot event for the current state, encoding
+// it once per state however many clients join.
+func (t *topic) snapshotLocked() *Event {
+	if t.snap == nil {
+		id := t.history.Last()
+		t.snap = &Event{ID: id, Kind: KindSnapshot, Data: t.body}
+		t.snap.wire = AppendEvent(nil, t.hub.epoch, id, KindSnapshot, t.body)
+	}
+	return t.snap
+}
+
+// Publish implements Publisher.
+func (t *topic) Publish(body []byte, changes []Change) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.removed {
+		return
+	}
+	t.body, t.snap = body, nil
+	if t.state != stateLive {
+		// First body: every waiting subscriber starts with it.
+		t.state = stateLive
+		t.history.Reset(t.hub.nextID())
+		t.fanout(t.snapshotLocked())
+		t.closeReady()
+		return
+	}
+	for _, c := range changes {
+		id := t.hub.nextID()
+		e := &Event{ID: id, Kind: c.Kind, Data: c.Data, wire: AppendEvent(nil, t.hub.epoch, id, c.Kind, c.Data)}
+		t.history.Append(e)
+		t.hub.metrics.published[c.Kind].Inc()
+		t.fanout(e)
+	}
+}
+
+// fanout queues e for every subscriber, evicting those whose queue is full:
+// a slow client must never hold up the others or grow memory.
+func (t *topic) fanout(e *Event) {
+	for sub := range t.subs {
+		select {
+		case sub.queue <- e:
+		default:
+			t.end(sub, reasonSlow)
+		}
+	}
+}
+
+// Unavailable implements Publisher.
+func (t *topic) Unavailable() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state == statePending {
+		t.state = stateWaiting
+		t.closeReady()
+	}
+}
+
+// Deny implements Publisher.
+func (t *topic) Deny(d Denial) {
+	h := t.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h.remove(t)
+	t.state, t.denial = stateDenied, &d
+	for sub := range t.subs {
+		sub.denial = &d
+		t.end(sub, reasonDenied)
+	}
+	t.closeReady()
+}
+
+// Subscribers implements Publisher.
+func (t *topic) Subscribers() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.subs)
+}
