@@ -1,0 +1,445 @@
+package stream_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ssegate/ssegate/internal/promtest"
+	"github.com/ssegate/ssegate/internal/sse"
+	"github.com/ssegate/ssegate/stream"
+)
+
+// source is a stream.Source driven by the test: each Run hands its
+// Publisher to the test and waits for its context.
+type source struct {
+	runs chan *run
+}
+
+type run struct {
+	target stream.Target
+	pub    stream.Publisher
+	ctx    context.Context
+	done   chan struct{}
+}
+
+func newSource() *source { return &source{runs: make(chan *run, 16)} }
+
+func (s *source) Run(ctx context.Context, t stream.Target, p stream.Publisher) {
+	r := &run{target: t, pub: p, ctx: ctx, done: make(chan struct{})}
+	s.runs <- r
+	<-ctx.Done()
+	close(r.done)
+}
+
+func (s *source) next(t *testing.T) *run {
+	t.Helper()
+	synctest.Wait()
+	select {
+	case r := <-s.runs:
+		return r
+	default:
+		t.Fatal("no source run started, want one")
+		return nil
+	}
+}
+
+func (s *source) none(t *testing.T) {
+	t.Helper()
+	synctest.Wait()
+	select {
+	case r := <-s.runs:
+		t.Fatalf("a source run started for %s, want none", r.target.URL)
+	default:
+	}
+}
+
+// pipeWriter is a streaming http.ResponseWriter: what the handler writes
+// is read by the test through a pipe, as a network client would.
+type pipeWriter struct {
+	header http.Header
+	mu     sync.Mutex
+	status int
+	pw     *io.PipeWriter
+}
+
+func (w *pipeWriter) Header() http.Header { return w.header }
+func (w *pipeWriter) WriteHeader(code int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.status == 0 {
+		w.status = code
+	}
+}
+func (w *pipeWriter) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.pw.Write(b)
+}
+func (w *pipeWriter) Flush() {}
+
+type client struct {
+	w      *pipeWriter
+	pr     *io.PipeReader
+	raw    *bufio.Reader
+	events *sse.Reader
+	cancel context.CancelFunc
+	ended  chan struct{}
+}
+
+func (c *client) status() int {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	return c.w.status
+}
+
+// open starts a stream request for path as identity, resuming after lastID
+// when it is not empty.
+func open(h *stream.Hub, k *stream.Keyer, path, identity, lastID string) *client {
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+	r.Header.Set("Authorization", identity)
+	if lastID != "" {
+		r.Header.Set("Last-Event-ID", lastID)
+	}
+	u := &url.URL{Scheme: "http", Host: "upstream", Path: r.URL.Path}
+	c := &client{w: &pipeWriter{header: http.Header{}, pw: pw}, pr: pr, cancel: cancel, ended: make(chan struct{})}
+	c.raw = bufio.NewReader(pr)
+	c.events = sse.NewReader(c.raw)
+	go func() {
+		defer close(c.ended)
+		defer pw.Close()
+		h.ServeStream(c.w, r, k.Target(u, r.Header))
+	}()
+	return c
+}
+
+func (c *client) next(t *testing.T) sse.Event {
+	t.Helper()
+	ev, err := c.events.Next()
+	if err != nil {
+		t.Fatalf("reading event: %v", err)
+	}
+	return ev
+}
+
+func (c *client) expect(t *testing.T, typ, data string) sse.Event {
+	t.Helper()
+	ev := c.next(t)
+	if ev.Type != typ || ev.Data != data {
+		t.Fatalf("got event %q %q, want %q %q", ev.Type, ev.Data, typ, data)
+	}
+	return ev
+}
+
+func (c *client) close(t *testing.T) {
+	t.Helper()
+	c.cancel()
+	c.pr.Close()
+	<-c.ended
+}
+
+func newHub(t *testing.T, src stream.Source, opts stream.Options) (*stream.Hub, *stream.Keyer, *prometheus.Registry) {
+	reg := prometheus.NewRegistry()
+	opts.Registerer = reg
+	h := stream.NewHub(src, opts)
+	t.Cleanup(h.Close)
+	return h, stream.NewKeyer([]string{"Authorization"}), reg
+}
+
+func TestHubSnapshotThenChanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, reg := newHub(t, src, stream.Options{})
+		a := open(h, k, "/n", "alice", "")
+		r := src.next(t)
+		if got := r.target.Header.Get("Authorization"); got != "alice" {
+			t.Errorf("source got Authorization %q, want %q", got, "alice")
+		}
+		r.pub.Publish([]byte(`[1]`), nil)
+		snap := a.expect(t, "snapshot", `[1]`)
+		if snap.Retry != 3000 {
+			t.Errorf("got retry %d before the first event, want 3000", snap.Retry)
+		}
+		if a.status() != http.StatusOK {
+			t.Errorf("got status %d, want 200", a.status())
+		}
+		if ct := a.w.header.Get("Content-Type"); ct != "text/event-stream" {
+			t.Errorf("got Content-Type %q, want text/event-stream", ct)
+		}
+		for _, hd := range []string{"Cache-Control", "X-Accel-Buffering"} {
+			if a.w.header.Get(hd) == "" {
+				t.Errorf("header %s missing", hd)
+			}
+		}
+		r.pub.Publish([]byte(`[1,2]`), []stream.Change{{Kind: stream.KindCreated, Data: []byte(`2`)}})
+		created := a.expect(t, "created", `2`)
+		if created.ID == snap.ID {
+			t.Errorf("created event reuses the snapshot's id %q", snap.ID)
+		}
+
+		// A later subscriber is admitted from the state: no new source run,
+		// and a snapshot of the current body carrying the newest id.
+		b := open(h, k, "/n", "alice", "")
+		b2 := b.expect(t, "snapshot", `[1,2]`)
+		if b2.ID != created.ID {
+			t.Errorf("late snapshot has id %q, want the newest %q", b2.ID, created.ID)
+		}
+		src.none(t)
+		synctest.Wait()
+		if got := promtest.Value(t, reg, "ssegate_connections_active"); got != 2 {
+			t.Errorf("connections_active = %v, want 2", got)
+		}
+		if got := promtest.Value(t, reg, "ssegate_events_published_total", "event", "created"); got != 1 {
+			t.Errorf("events_published_total{created} = %v, want 1", got)
+		}
+		a.close(t)
+		b.close(t)
+		if got := promtest.Value(t, reg, "ssegate_connections_active"); got != 0 {
+			t.Errorf("connections_active after close = %v, want 0", got)
+		}
+	})
+}
+
+func TestHubIsolatesIdentities(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, _ := newHub(t, src, stream.Options{})
+		a := open(h, k, "/n", "alice", "")
+		ra := src.next(t)
+		b := open(h, k, "/n", "bob", "")
+		rb := src.next(t)
+		if ra.target.Key == rb.target.Key {
+			t.Fatal("alice and bob share a key")
+		}
+		ra.pub.Publish([]byte(`"alice's"`), nil)
+		rb.pub.Publish([]byte(`"bob's"`), nil)
+		a.expect(t, "snapshot", `"alice's"`)
+		b.expect(t, "snapshot", `"bob's"`)
+		ra.pub.Publish([]byte(`"alice 2"`), []stream.Change{{Kind: stream.KindSnapshot, Data: []byte(`"alice 2"`)}})
+		a.expect(t, "snapshot", `"alice 2"`)
+		rb.pub.Publish([]byte(`"bob 2"`), []stream.Change{{Kind: stream.KindSnapshot, Data: []byte(`"bob 2"`)}})
+		b.expect(t, "snapshot", `"bob 2"`)
+		a.close(t)
+		b.close(t)
+	})
+}
+
+func TestHubResume(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, _ := newHub(t, src, stream.Options{})
+		a := open(h, k, "/n", "alice", "")
+		r := src.next(t)
+		r.pub.Publish([]byte(`0`), nil)
+		a.expect(t, "snapshot", "0")
+		r.pub.Publish([]byte(`1`), []stream.Change{{Kind: stream.KindUpdated, Data: []byte("1")}})
+		seen := a.expect(t, "updated", "1")
+		a.close(t)
+
+		r.pub.Publish([]byte(`3`), []stream.Change{
+			{Kind: stream.KindUpdated, Data: []byte("2")},
+			{Kind: stream.KindUpdated, Data: []byte("3")},
+		})
+		// Exactly the missed events, no snapshot.
+		b := open(h, k, "/n", "alice", seen.ID)
+		b.expect(t, "updated", "2")
+		last := b.expect(t, "updated", "3")
+		b.close(t)
+
+		// Up to date: nothing until the next change.
+		c := open(h, k, "/n", "alice", last.ID)
+		r.pub.Publish([]byte(`4`), []stream.Change{{Kind: stream.KindUpdated, Data: []byte("4")}})
+		c.expect(t, "updated", "4")
+		c.close(t)
+
+		// Unknown, malformed and foreign ids get a fresh snapshot, not an error.
+		for _, id := range []string{"zzz-1", "garbage", h.Epoch().Format(999999), "\x00", strings.Repeat("9", 5000)} {
+			d := open(h, k, "/n", "alice", id)
+			d.expect(t, "snapshot", "4")
+			if d.status() != http.StatusOK {
+				t.Errorf("Last-Event-ID %q: got status %d, want 200", id, d.status())
+			}
+			d.close(t)
+		}
+		src.none(t)
+	})
+}
+
+func TestHubResumeByQueryParameter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, _ := newHub(t, src, stream.Options{})
+		a := open(h, k, "/n", "alice", "")
+		r := src.next(t)
+		r.pub.Publish([]byte(`0`), nil)
+		snap := a.expect(t, "snapshot", "0")
+		a.close(t)
+		r.pub.Publish([]byte(`1`), []stream.Change{{Kind: stream.KindUpdated, Data: []byte("1")}})
+		// For clients that cannot set headers; no snapshot, just what was missed.
+		b := open(h, k, "/n?lastEventId="+url.QueryEscape(snap.ID), "alice", "")
+		b.expect(t, "updated", "1")
+		b.close(t)
+		src.none(t)
+	})
+}
+
+func TestHubEvictsSlowSubscriber(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, reg := newHub(t, src, stream.Options{ClientBuffer: 4})
+		fast := open(h, k, "/n", "alice", "")
+		slow := open(h, k, "/n", "alice", "")
+		r := src.next(t)
+		r.pub.Publish([]byte(`0`), nil)
+		fast.expect(t, "snapshot", "0")
+		// slow never reads: its handler blocks in Write, its queue fills.
+		const n = 50
+		for i := 1; i <= n; i++ {
+			d := []byte{byte('0' + i%10)}
+			r.pub.Publish(d, []stream.Change{{Kind: stream.KindUpdated, Data: d}})
+			fast.expect(t, "updated", string(d))
+		}
+		synctest.Wait()
+		if got := promtest.Value(t, reg, "ssegate_clients_evicted_total", "reason", "slow"); got != 1 {
+			t.Errorf("evicted{slow} = %v, want 1", got)
+		}
+		slow.pr.Close() // the network gives up on the stuck client
+		<-slow.ended
+		fast.close(t)
+	})
+}
+
+func TestHubHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, _ := newHub(t, src, stream.Options{Heartbeat: 15 * time.Second})
+		a := open(h, k, "/n", "alice", "")
+		r := src.next(t)
+		r.pub.Publish([]byte(`0`), nil)
+		a.expect(t, "snapshot", "0")
+		start := time.Now()
+		line, err := a.raw.ReadString('\n')
+		if err != nil || line != ":\n" {
+			t.Fatalf("got %q, %v; want a comment line", line, err)
+		}
+		if got := time.Since(start); got != 15*time.Second {
+			t.Errorf("heartbeat after %v, want 15s", got)
+		}
+		a.close(t)
+	})
+}
+
+func TestHubLinger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, reg := newHub(t, src, stream.Options{Linger: 30 * time.Second})
+		a := open(h, k, "/n", "alice", "")
+		r := src.next(t)
+		r.pub.Publish([]byte(`0`), nil)
+		a.expect(t, "snapshot", "0")
+		a.close(t)
+
+		time.Sleep(29 * time.Second)
+		synctest.Wait()
+		if r.ctx.Err() != nil {
+			t.Fatal("source stopped before the linger time")
+		}
+		// A reconnect within the linger time finds the same poller and state.
+		b := open(h, k, "/n", "alice", "")
+		b.expect(t, "snapshot", "0")
+		src.none(t)
+		b.close(t)
+
+		time.Sleep(30*time.Second + time.Millisecond)
+		synctest.Wait()
+		select {
+		case <-r.done:
+		default:
+			t.Fatal("source still running after the linger time")
+		}
+		if got := promtest.Value(t, reg, "ssegate_streams_active"); got != 0 {
+			t.Errorf("streams_active = %v, want 0", got)
+		}
+	})
+}
+
+func TestHubDenial(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, _ := newHub(t, src, stream.Options{})
+
+		// At admission: the client gets the upstream's answer.
+		a := open(h, k, "/n", "mallory", "")
+		r := src.next(t)
+		r.pub.Deny(stream.Denial{Status: 401, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"error":"login"}`)})
+		body, _ := io.ReadAll(a.raw)
+		if a.status() != 401 || string(body) != `{"error":"login"}` {
+			t.Errorf("got %d %q, want 401 with the upstream's body", a.status(), body)
+		}
+		<-r.done
+
+		// Mid-session: the stream ends.
+		b := open(h, k, "/n", "alice", "")
+		r = src.next(t)
+		r.pub.Publish([]byte(`0`), nil)
+		b.expect(t, "snapshot", "0")
+		r.pub.Deny(stream.Denial{Status: 403})
+		if _, err := b.events.Next(); err != io.EOF {
+			t.Errorf("got %v after a denial, want the stream to end", err)
+		}
+		<-b.ended
+		// The denied key is gone: the next client starts a fresh poll.
+		c := open(h, k, "/n", "alice", "")
+		src.next(t)
+		c.close(t)
+	})
+}
+
+func TestHubUnavailableThenRecovers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, _ := newHub(t, src, stream.Options{})
+		a := open(h, k, "/n", "alice", "")
+		r := src.next(t)
+		r.pub.Unavailable()
+		line, err := a.raw.ReadString('\n')
+		if err != nil || line != "retry: 3000\n" || a.status() != 200 {
+			t.Fatalf("got %q, %v, status %d; want the stream opened with 200", line, err, a.status())
+		}
+		r.pub.Publish([]byte(`"up"`), nil)
+		a.expect(t, "snapshot", `"up"`)
+		a.close(t)
+	})
+}
+
+func TestHubCloseEndsStreams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, _ := newHub(t, src, stream.Options{})
+		a := open(h, k, "/n", "alice", "")
+		r := src.next(t)
+		r.pub.Publish([]byte(`0`), nil)
+		a.expect(t, "snapshot", "0")
+		h.Close()
+		if _, err := a.events.Next(); err != io.EOF {
+			t.Errorf("got %v after Close, want the stream to end", err)
+		}
+		<-r.done
+		b := open(h, k, "/n", "alice", "")
+		io.ReadAll(b.raw)
+		if b.status() != http.StatusServiceUnavailable {
+			t.Errorf("after Close got status %d, want 503", b.status())
+		}
+	})
+}
