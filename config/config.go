@@ -45,7 +45,7 @@ type Config struct {
 	// UpstreamURL is the legacy API every request goes to. Required.
 	UpstreamURL string `env:"UPSTREAM_URL" help:"absolute http or https URL of the legacy API (required, unless -demo)"`
 	// MetricsAddr serves /metrics, /healthz and /readyz. Default ":9090"; empty disables.
-	MetricsAddr string `env:"METRICS_ADDR" envDefault:":9090" help:"address of the metrics and health listener; empty disables it"`
+	MetricsAddr string `env:"METRICS_ADDR" envDefault:":9090" help:"address of the metrics and health listener; empty or off disables it"`
 
 	// TLSCertFile and TLSKeyFile name a PEM pair; both or neither. Default: none (self-signed).
 	TLSCertFile string `env:"TLS_CERT_FILE" help:"PEM certificate chain; reloaded when it changes on disk"`
@@ -108,6 +108,11 @@ func Load(environ []string) (Config, error) {
 		}
 	}
 	err := env.ParseWithOptions(&c, env.Options{Prefix: Prefix, Environment: vars})
+	// env applies the default to a variable set to "", but here "" (or
+	// "off") is how an operator turns the admin listener off.
+	if v, ok := vars[Prefix+"METRICS_ADDR"]; ok && (v == "" || v == "off") {
+		c.MetricsAddr = ""
+	}
 	if err == nil {
 		return c, nil
 	}
