@@ -262,7 +262,7 @@ func TestPollerBackoff(t *testing.T) {
 
 func TestPollerHonoursRetryAfter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := start(t, poller.Options{Interval: time.Second}, func(n int, _ *http.Request) (*http.Response, error) {
+		h := start(t, poller.Options{Interval: 10 * time.Second, MaxBackoff: 20 * time.Second}, func(n int, _ *http.Request) (*http.Response, error) {
 			if n == 1 {
 				return reply(503, "", "Retry-After", "120"), nil
 			}
