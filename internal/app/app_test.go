@@ -18,8 +18,8 @@ import (
 	"github.com/ssegate/ssegate/certs"
 	"github.com/ssegate/ssegate/config"
 	"github.com/ssegate/ssegate/internal/app"
-	"github.com/ssegate/ssegate/internal/sse"
 	"github.com/ssegate/ssegate/internal/legacyapi"
+	"github.com/ssegate/ssegate/internal/sse"
 )
 
 // gateway runs app.Run on loopback ports until the test ends.
@@ -167,7 +167,9 @@ func (s *sub) expect(t *testing.T, typ string, check func(data string) bool) sse
 	return ev
 }
 
-func has(sub string) func(string) bool { return func(d string) bool { return strings.Contains(d, sub) } }
+func has(sub string) func(string) bool {
+	return func(d string) bool { return strings.Contains(d, sub) }
+}
 
 func TestStreamsCoalescePollsIsolateUsersAndResume(t *testing.T) {
 	up := newUpstream()
