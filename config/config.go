@@ -70,6 +70,14 @@ type Config struct {
 	IdentityHeaders []string `env:"IDENTITY_HEADERS" envDefault:"Authorization,Cookie" help:"request headers that identify a user: part of the stream key, sent upstream"`
 	// PollInterval is the time between two polls of one key. Default 2s, at least 100ms.
 	PollInterval time.Duration `env:"POLL_INTERVAL" envDefault:"2s" help:"time between two polls of one key (at least 100ms)"`
+	// PollIntervalMax is the longest interval of an unchanged key. Default 30s.
+	PollIntervalMax time.Duration `env:"POLL_INTERVAL_MAX" envDefault:"30s" help:"longest time between polls of a key that does not change (the interval stretches ×1.5 per unchanged poll)"`
+	// UpstreamMaxRPS caps polls per second across all keys. Default 0 (no cap).
+	UpstreamMaxRPS float64 `env:"UPSTREAM_MAX_RPS" envDefault:"0" help:"most polls per second across all keys, spread evenly; 0 means no cap"`
+	// UpstreamConcurrency caps polls in flight. Default 64; 0 means no cap.
+	UpstreamConcurrency int `env:"UPSTREAM_CONCURRENCY" envDefault:"64" help:"most polls in flight at once; 0 means no cap"`
+	// NudgeToken enables POST /.well-known/ssegate/nudge with this bearer token. Default "" (disabled).
+	NudgeToken string `env:"NUDGE_TOKEN" help:"bearer token for POST /.well-known/ssegate/nudge; empty disables nudges"`
 	// PollTimeout bounds one upstream poll. Default 10s.
 	PollTimeout time.Duration `env:"POLL_TIMEOUT" envDefault:"10s" help:"time limit of one upstream poll"`
 	// MaxBodyBytes rejects larger poll answers. Default 1 MiB.
@@ -149,6 +157,8 @@ func kindOf(t reflect.Type) string {
 		return "true or false"
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
 		return "a whole number"
+	case t.Kind() == reflect.Float64:
+		return "a number"
 	default:
 		return "a " + t.String()
 	}
@@ -202,6 +212,18 @@ func (c *Config) Validate() error {
 	positive("SHUTDOWN_TIMEOUT", c.ShutdownTimeout)
 	if c.PollInterval < MinPollInterval {
 		bad("POLL_INTERVAL", "must be at least %s, got %q", MinPollInterval, c.PollInterval.String())
+	}
+	if c.PollIntervalMax < c.PollInterval {
+		bad("POLL_INTERVAL_MAX", "must be at least SSEGATE_POLL_INTERVAL (%s), got %q", c.PollInterval, c.PollIntervalMax.String())
+	}
+	if c.UpstreamMaxRPS < 0 {
+		bad("UPSTREAM_MAX_RPS", "must be 0 (no cap) or positive, got %g", c.UpstreamMaxRPS)
+	}
+	if c.UpstreamConcurrency < 0 {
+		bad("UPSTREAM_CONCURRENCY", "must be 0 (no cap) or positive, got %d", c.UpstreamConcurrency)
+	}
+	if c.NudgeToken != "" && len(c.NudgeToken) < 16 {
+		bad("NUDGE_TOKEN", "must be at least 16 characters (it guards the upstream budget), got %d", len(c.NudgeToken))
 	}
 	positive("POLL_TIMEOUT", c.PollTimeout)
 	positive("LINGER", c.Linger)

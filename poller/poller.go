@@ -66,8 +66,18 @@ type Options struct {
 	// failed poll, so identity headers never go to another host. Default:
 	// a client with http.DefaultTransport.
 	Client *http.Client
-	// Interval is the time between polls of one key. Default 2s.
+	// Interval is the time between polls of a key that is changing, and
+	// the least time between two polls of one key. Default 2s.
 	Interval time.Duration
+	// IntervalMax is the longest time between polls of an unchanged key:
+	// each unchanged poll stretches the interval ×1.5 up to
+	// max(Interval, IntervalMax / subscribers). Default 30s; set it to
+	// Interval for a fixed interval.
+	IntervalMax time.Duration
+	// MaxRPS caps poll starts per second across all keys. Default 0: no cap.
+	MaxRPS float64
+	// Concurrency caps polls in flight across all keys. Default 0: no cap.
+	Concurrency int
 	// Timeout bounds one poll, body included. Default 10s.
 	Timeout time.Duration
 	// MaxBodyBytes rejects larger bodies. Default 1 MiB.
@@ -82,11 +92,13 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// Poller is the stream.Source that polls the upstream.
+// Poller is the stream.Source that polls the upstream. Close it after the
+// hub that runs it.
 type Poller struct {
 	opts    Options
 	client  *http.Client
 	metrics *metrics
+	sched   *Scheduler
 }
 
 var _ stream.Source = (*Poller)(nil)
@@ -96,6 +108,10 @@ func New(opts Options) *Poller {
 	if opts.Interval <= 0 {
 		opts.Interval = 2 * time.Second
 	}
+	if opts.IntervalMax <= 0 {
+		opts.IntervalMax = 30 * time.Second
+	}
+	opts.IntervalMax = max(opts.IntervalMax, opts.Interval)
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
@@ -114,8 +130,13 @@ func New(opts Options) *Poller {
 	}
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c.Timeout = 0 // per poll via context instead, so a timeout is told apart
-	return &Poller{opts: opts, client: &c, metrics: newMetrics(opts.Registerer)}
+	m := newMetrics(opts.Registerer)
+	m.budget.Set(opts.MaxRPS)
+	return &Poller{opts: opts, client: &c, metrics: m, sched: NewScheduler(opts.MaxRPS, opts.Concurrency, m.lag)}
 }
+
+// Close stops the scheduler.
+func (p *Poller) Close() { p.sched.Close() }
 
 // keyState is what one key's goroutine remembers between polls.
 type keyState struct {
@@ -141,17 +162,37 @@ type result struct {
 
 // Run polls t until ctx is done or the upstream denies the key.
 func (p *Poller) Run(ctx context.Context, t stream.Target, pub stream.Publisher) {
-	log := p.opts.Logger.With("key", t.Key.String(), "path", t.URL.Path)
+	log := p.opts.Logger.With("key", t.Key.String(), "path", t.Path)
 	st := &keyState{differ: NewDiffer(p.opts.Diff)}
-	timer := time.NewTimer(0) // the first poll is at once
-	defer timer.Stop()
+	interval := p.opts.Interval // the adaptive interval
+	due, prio := time.Now(), PriorityAdmission
+	var lastStart time.Time
 	for {
-		select {
-		case <-ctx.Done():
+		release, woken, err := p.sched.Wait(ctx, due, prio, pub.Signals())
+		if err != nil {
 			return
-		case <-timer.C:
 		}
+		if woken {
+			sig := pub.TakeSignals()
+			if sig != 0 {
+				interval = p.opts.Interval
+			}
+			switch {
+			case sig&stream.SignalNudge != 0 && prio != PriorityAdmission:
+				due, prio = time.Now(), PriorityNudge
+			case sig&stream.SignalSubscriber != 0 && !lastStart.IsZero():
+				due = earliest(due, lastStart.Add(interval))
+			}
+			continue
+		}
+
+		start := time.Now()
+		if !lastStart.IsZero() {
+			p.metrics.interval.Observe(start.Sub(lastStart).Seconds())
+		}
+		lastStart = start
 		res := p.poll(ctx, t, st)
+		release()
 		if ctx.Err() != nil {
 			return // ended meanwhile: do not count or log a cancelled poll
 		}
@@ -173,8 +214,36 @@ func (p *Poller) Run(ctx context.Context, t stream.Target, pub stream.Publisher)
 				pub.Publish(res.body, res.changes)
 			}
 		}
-		timer.Reset(p.nextDelay(st, res))
+		if prio == PriorityNudge {
+			// The nudged change may not be visible yet (a replica lagging):
+			// look again soon rather than stretching.
+			interval = p.opts.Interval
+		} else {
+			interval = p.nextInterval(interval, res, pub.Subscribers())
+		}
+		due, prio = time.Now().Add(p.nextDelay(st, res, interval)), PriorityRegular
 	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// nextInterval adapts a key's interval: back to the minimum on a change,
+// else ×1.5 up to a ceiling that shrinks with the number of subscribers, so
+// a key many clients wait on is polled sooner (one poll serves them all).
+func (p *Poller) nextInterval(cur time.Duration, res result, subscribers int) time.Duration {
+	if res.outcome == Changed {
+		return p.opts.Interval
+	}
+	if res.outcome.failed() {
+		return cur // backoff takes over; the interval resumes after it
+	}
+	ceiling := max(p.opts.Interval, p.opts.IntervalMax/time.Duration(max(subscribers, 1)))
+	return min(cur+cur/2, ceiling)
 }
 
 // report logs a key's state changes once, not once per poll.
@@ -191,13 +260,12 @@ func (p *Poller) report(log *slog.Logger, st *keyState, res result) {
 	}
 }
 
-// nextDelay is the interval with ±10% jitter, so keys started together
-// spread out; after failures it backs off exponentially, with jitter, up to
+// nextDelay is the key's interval with ±10% jitter, so keys started
+// together spread out; after failures it backs off exponentially, with jitter, up to
 // MaxBackoff, and never sooner than a Retry-After asked for.
-func (p *Poller) nextDelay(st *keyState, res result) time.Duration {
+func (p *Poller) nextDelay(st *keyState, res result, interval time.Duration) time.Duration {
 	if st.failures == 0 {
-		d := p.opts.Interval
-		return d - d/10 + rand.N(d/5+1)
+		return interval - interval/10 + rand.N(interval/5+1)
 	}
 	d := p.opts.Interval << min(st.failures, 30)
 	if d <= 0 || d > p.opts.MaxBackoff {
@@ -283,7 +351,7 @@ func (p *Poller) poll(ctx context.Context, t stream.Target, st *keyState) (res r
 	}
 	st.etag, st.lastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	res.body, res.changes, res.outcome = body, changes, Unchanged
-	if len(changes) > 0 {
+	if len(changes) > 0 || !st.hasBody { // the first body is news too
 		res.outcome = Changed
 	}
 	return res

@@ -61,6 +61,9 @@ type recorder struct {
 	changes     []string
 	unavailable int
 	denial      *stream.Denial
+	sig         stream.Signal
+	sigCh       chan struct{}
+	subs        int
 }
 
 func (r *recorder) Publish(body []byte, cs []stream.Change) {
@@ -75,7 +78,31 @@ func (r *recorder) Deny(d stream.Denial) {
 	r.denial = &d
 	r.mu.Unlock()
 }
-func (r *recorder) Subscribers() int { return 1 }
+func (r *recorder) Subscribers() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return max(r.subs, 1)
+}
+
+func (r *recorder) Signals() <-chan struct{} { return r.sigCh }
+func (r *recorder) TakeSignals() stream.Signal {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.sig
+	r.sig = 0
+	return s
+}
+
+// signal sends s to the poller, as the hub does.
+func (r *recorder) signal(s stream.Signal) {
+	r.mu.Lock()
+	r.sig |= s
+	r.mu.Unlock()
+	select {
+	case r.sigCh <- struct{}{}:
+	default:
+	}
+}
 
 func (r *recorder) published() []string {
 	r.mu.Lock()
@@ -93,14 +120,15 @@ type harness struct {
 }
 
 func start(t *testing.T, opts poller.Options, answer func(n int, r *http.Request) (*http.Response, error)) *harness {
-	h := &harness{up: &upstream{answer: answer}, pub: &recorder{}, reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}, done: make(chan struct{})}
+	h := &harness{up: &upstream{answer: answer}, pub: &recorder{sigCh: make(chan struct{}, 1)}, reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}, done: make(chan struct{})}
 	opts.Client = &http.Client{Transport: h.up}
 	opts.Registerer = h.reg
 	opts.Logger = slog.New(slog.NewTextHandler(h.logs, nil))
 	p := poller.New(opts)
+	t.Cleanup(p.Close) // after the key's goroutine has stopped (cleanups run last first)
 	keyer := stream.NewKeyer([]string{"Authorization"})
 	u, _ := url.Parse("http://upstream.test/api/n?a=1")
-	target := keyer.Target(u, http.Header{"Authorization": {"Bearer alice"}, "X-Other": {"no"}})
+	target := keyer.Target(u.Path, u, http.Header{"Authorization": {"Bearer alice"}, "X-Other": {"no"}})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() {
@@ -117,7 +145,7 @@ func (h *harness) polls(t *testing.T, outcome string) float64 {
 
 func TestPollerIntervalAndConditionalRequests(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := start(t, poller.Options{Interval: 2 * time.Second}, func(n int, r *http.Request) (*http.Response, error) {
+		h := start(t, poller.Options{Interval: 2 * time.Second, IntervalMax: 2 * time.Second}, func(n int, r *http.Request) (*http.Response, error) {
 			if r.Header.Get("If-None-Match") == `"v1"` {
 				return reply(304, ""), nil
 			}
@@ -198,7 +226,7 @@ func TestPollerFailuresChangeNothing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.outcome+"/"+tt.mode, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				h := start(t, poller.Options{Interval: time.Second, Timeout: 5 * time.Second, MaxBodyBytes: 1000,
+				h := start(t, poller.Options{Interval: time.Second, IntervalMax: time.Second, Timeout: 5 * time.Second, MaxBodyBytes: 1000,
 					Diff: poller.DiffOptions{Mode: tt.mode}},
 					func(n int, r *http.Request) (*http.Response, error) {
 						switch {

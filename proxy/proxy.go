@@ -37,6 +37,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the proxy's metrics. Default: none.
 	Registerer prometheus.Registerer
+	// Nudge, when set, is served at NudgePath on this listener too.
+	Nudge http.Handler
 }
 
 // Proxy is the gateway's main http.Handler.
@@ -46,6 +48,7 @@ type Proxy struct {
 	keyer       *stream.Keyer
 	streamPaths *http.ServeMux
 	passThrough http.Handler
+	nudge       http.Handler
 	log         *slog.Logger
 }
 
@@ -71,7 +74,7 @@ func New(opts Options) (*Proxy, error) {
 			return nil, err
 		}
 	}
-	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, keyer: opts.Keyer, streamPaths: mux, log: opts.Logger}
+	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, keyer: opts.Keyer, streamPaths: mux, nudge: opts.Nudge, log: opts.Logger}
 
 	rp := &httputil.ReverseProxy{
 		// Rewrite (not Director) so that hop-by-hop headers named in
@@ -105,6 +108,10 @@ func register(mux *http.ServeMux, pattern string) (err error) {
 
 // ServeHTTP routes r to the hub or to the upstream.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.nudge != nil && r.URL.Path == NudgePath {
+		p.nudge.ServeHTTP(w, r)
+		return
+	}
 	if p.hub != nil && p.isStream(r) {
 		p.serveStream(w, r)
 		return
@@ -149,7 +156,7 @@ func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
 	u.Path = joinPath(p.upstream.Path, r.URL.Path)
 	u.RawPath = joinPath(p.upstream.EscapedPath(), r.URL.EscapedPath())
 	u.RawQuery = q
-	p.hub.ServeStream(w, r, p.keyer.Target(&u, r.Header))
+	p.hub.ServeStream(w, r, p.keyer.Target(r.URL.Path, &u, r.Header))
 }
 
 func joinPath(a, b string) string {

@@ -36,7 +36,22 @@ type Publisher interface {
 	Deny(d Denial)
 	// Subscribers is the number of clients of the key now.
 	Subscribers() int
+	// Signals is ready when TakeSignals has news for the source.
+	Signals() <-chan struct{}
+	// TakeSignals returns what happened since the last call, and clears it.
+	TakeSignals() Signal
 }
+
+// Signal is news for a source about its key; values combine as bits.
+type Signal uint8
+
+// Signals.
+const (
+	// SignalNudge: the upstream said the key changed; poll now.
+	SignalNudge Signal = 1 << iota
+	// SignalSubscriber: a client joined; poll at the fastest interval.
+	SignalSubscriber
+)
 
 // Denial is an upstream refusal passed on to clients: a browser EventSource
 // does not retry a non-200 answer, which is right for a lost session.
@@ -188,6 +203,23 @@ func (h *Hub) remove(tp *topic) {
 		delete(h.topics, tp.target.Key)
 	}
 	h.metrics.streamsActive.Dec()
+}
+
+// Nudge signals the source of every key for which match is true and
+// returns how many keys it signalled.
+func (h *Hub) Nudge(match func(Target) bool) int {
+	h.mu.Lock()
+	topics := make([]*topic, 0, len(h.topics))
+	for _, tp := range h.topics {
+		if match(tp.target) {
+			topics = append(topics, tp)
+		}
+	}
+	h.mu.Unlock()
+	for _, tp := range topics {
+		tp.signal(SignalNudge)
+	}
+	return len(topics)
 }
 
 // Close ends every stream, stops every source and waits for the sources to

@@ -1,14 +1,12 @@
 package stream_test
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssegate/ssegate/internal/promtest"
-	"github.com/ssegate/ssegate/internal/sse"
+	"github.com/ssegate/ssegate/internal/ssetest"
 	"github.com/ssegate/ssegate/stream"
 )
 
@@ -64,89 +62,18 @@ func (s *source) none(t *testing.T) {
 	}
 }
 
-// pipeWriter is a streaming http.ResponseWriter: what the handler writes
-// is read by the test through a pipe, as a network client would.
-type pipeWriter struct {
-	header http.Header
-	mu     sync.Mutex
-	status int
-	pw     *io.PipeWriter
-}
-
-func (w *pipeWriter) Header() http.Header { return w.header }
-func (w *pipeWriter) WriteHeader(code int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.status == 0 {
-		w.status = code
-	}
-}
-func (w *pipeWriter) Write(b []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	return w.pw.Write(b)
-}
-func (w *pipeWriter) Flush() {}
-
-type client struct {
-	w      *pipeWriter
-	pr     *io.PipeReader
-	raw    *bufio.Reader
-	events *sse.Reader
-	cancel context.CancelFunc
-	ended  chan struct{}
-}
-
-func (c *client) status() int {
-	c.w.mu.Lock()
-	defer c.w.mu.Unlock()
-	return c.w.status
-}
-
 // open starts a stream request for path as identity, resuming after lastID
 // when it is not empty.
-func open(h *stream.Hub, k *stream.Keyer, path, identity, lastID string) *client {
-	pr, pw := io.Pipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+func open(h *stream.Hub, k *stream.Keyer, path, identity, lastID string) *ssetest.Client {
+	r := httptest.NewRequest(http.MethodGet, path, nil)
 	r.Header.Set("Authorization", identity)
 	if lastID != "" {
 		r.Header.Set("Last-Event-ID", lastID)
 	}
 	u := &url.URL{Scheme: "http", Host: "upstream", Path: r.URL.Path}
-	c := &client{w: &pipeWriter{header: http.Header{}, pw: pw}, pr: pr, cancel: cancel, ended: make(chan struct{})}
-	c.raw = bufio.NewReader(pr)
-	c.events = sse.NewReader(c.raw)
-	go func() {
-		defer close(c.ended)
-		defer pw.Close()
-		h.ServeStream(c.w, r, k.Target(u, r.Header))
-	}()
-	return c
-}
-
-func (c *client) next(t *testing.T) sse.Event {
-	t.Helper()
-	ev, err := c.events.Next()
-	if err != nil {
-		t.Fatalf("reading event: %v", err)
-	}
-	return ev
-}
-
-func (c *client) expect(t *testing.T, typ, data string) sse.Event {
-	t.Helper()
-	ev := c.next(t)
-	if ev.Type != typ || ev.Data != data {
-		t.Fatalf("got event %q %q, want %q %q", ev.Type, ev.Data, typ, data)
-	}
-	return ev
-}
-
-func (c *client) close(t *testing.T) {
-	t.Helper()
-	c.cancel()
-	c.pr.Close()
-	<-c.ended
+	return ssetest.Open(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeStream(w, r, k.Target(r.URL.Path, u, r.Header))
+	}), r)
 }
 
 func newHub(t *testing.T, src stream.Source, opts stream.Options) (*stream.Hub, *stream.Keyer, *prometheus.Registry) {
@@ -167,23 +94,23 @@ func TestHubSnapshotThenChanges(t *testing.T) {
 			t.Errorf("source got Authorization %q, want %q", got, "alice")
 		}
 		r.pub.Publish([]byte(`[1]`), nil)
-		snap := a.expect(t, "snapshot", `[1]`)
+		snap := a.Expect(t, "snapshot", `[1]`)
 		if snap.Retry != 3000 {
 			t.Errorf("got retry %d before the first event, want 3000", snap.Retry)
 		}
-		if a.status() != http.StatusOK {
-			t.Errorf("got status %d, want 200", a.status())
+		if a.Status() != http.StatusOK {
+			t.Errorf("got status %d, want 200", a.Status())
 		}
-		if ct := a.w.header.Get("Content-Type"); ct != "text/event-stream" {
+		if ct := a.Header.Get("Content-Type"); ct != "text/event-stream" {
 			t.Errorf("got Content-Type %q, want text/event-stream", ct)
 		}
 		for _, hd := range []string{"Cache-Control", "X-Accel-Buffering"} {
-			if a.w.header.Get(hd) == "" {
+			if a.Header.Get(hd) == "" {
 				t.Errorf("header %s missing", hd)
 			}
 		}
 		r.pub.Publish([]byte(`[1,2]`), []stream.Change{{Kind: stream.KindCreated, Data: []byte(`2`)}})
-		created := a.expect(t, "created", `2`)
+		created := a.Expect(t, "created", `2`)
 		if created.ID == snap.ID {
 			t.Errorf("created event reuses the snapshot's id %q", snap.ID)
 		}
@@ -191,7 +118,7 @@ func TestHubSnapshotThenChanges(t *testing.T) {
 		// A later subscriber is admitted from the state: no new source run,
 		// and a snapshot of the current body carrying the newest id.
 		b := open(h, k, "/n", "alice", "")
-		b2 := b.expect(t, "snapshot", `[1,2]`)
+		b2 := b.Expect(t, "snapshot", `[1,2]`)
 		if b2.ID != created.ID {
 			t.Errorf("late snapshot has id %q, want the newest %q", b2.ID, created.ID)
 		}
@@ -203,8 +130,8 @@ func TestHubSnapshotThenChanges(t *testing.T) {
 		if got := promtest.Value(t, reg, "ssegate_events_published_total", "event", "created"); got != 1 {
 			t.Errorf("events_published_total{created} = %v, want 1", got)
 		}
-		a.close(t)
-		b.close(t)
+		a.Close()
+		b.Close()
 		if got := promtest.Value(t, reg, "ssegate_connections_active"); got != 0 {
 			t.Errorf("connections_active after close = %v, want 0", got)
 		}
@@ -224,14 +151,14 @@ func TestHubIsolatesIdentities(t *testing.T) {
 		}
 		ra.pub.Publish([]byte(`"alice's"`), nil)
 		rb.pub.Publish([]byte(`"bob's"`), nil)
-		a.expect(t, "snapshot", `"alice's"`)
-		b.expect(t, "snapshot", `"bob's"`)
+		a.Expect(t, "snapshot", `"alice's"`)
+		b.Expect(t, "snapshot", `"bob's"`)
 		ra.pub.Publish([]byte(`"alice 2"`), []stream.Change{{Kind: stream.KindSnapshot, Data: []byte(`"alice 2"`)}})
-		a.expect(t, "snapshot", `"alice 2"`)
+		a.Expect(t, "snapshot", `"alice 2"`)
 		rb.pub.Publish([]byte(`"bob 2"`), []stream.Change{{Kind: stream.KindSnapshot, Data: []byte(`"bob 2"`)}})
-		b.expect(t, "snapshot", `"bob 2"`)
-		a.close(t)
-		b.close(t)
+		b.Expect(t, "snapshot", `"bob 2"`)
+		a.Close()
+		b.Close()
 	})
 }
 
@@ -242,10 +169,10 @@ func TestHubResume(t *testing.T) {
 		a := open(h, k, "/n", "alice", "")
 		r := src.next(t)
 		r.pub.Publish([]byte(`0`), nil)
-		a.expect(t, "snapshot", "0")
+		a.Expect(t, "snapshot", "0")
 		r.pub.Publish([]byte(`1`), []stream.Change{{Kind: stream.KindUpdated, Data: []byte("1")}})
-		seen := a.expect(t, "updated", "1")
-		a.close(t)
+		seen := a.Expect(t, "updated", "1")
+		a.Close()
 
 		r.pub.Publish([]byte(`3`), []stream.Change{
 			{Kind: stream.KindUpdated, Data: []byte("2")},
@@ -253,24 +180,24 @@ func TestHubResume(t *testing.T) {
 		})
 		// Exactly the missed events, no snapshot.
 		b := open(h, k, "/n", "alice", seen.ID)
-		b.expect(t, "updated", "2")
-		last := b.expect(t, "updated", "3")
-		b.close(t)
+		b.Expect(t, "updated", "2")
+		last := b.Expect(t, "updated", "3")
+		b.Close()
 
 		// Up to date: nothing until the next change.
 		c := open(h, k, "/n", "alice", last.ID)
 		r.pub.Publish([]byte(`4`), []stream.Change{{Kind: stream.KindUpdated, Data: []byte("4")}})
-		c.expect(t, "updated", "4")
-		c.close(t)
+		c.Expect(t, "updated", "4")
+		c.Close()
 
 		// Unknown, malformed and foreign ids get a fresh snapshot, not an error.
 		for _, id := range []string{"zzz-1", "garbage", h.Epoch().Format(999999), "\x00", strings.Repeat("9", 5000)} {
 			d := open(h, k, "/n", "alice", id)
-			d.expect(t, "snapshot", "4")
-			if d.status() != http.StatusOK {
-				t.Errorf("Last-Event-ID %q: got status %d, want 200", id, d.status())
+			d.Expect(t, "snapshot", "4")
+			if d.Status() != http.StatusOK {
+				t.Errorf("Last-Event-ID %q: got status %d, want 200", id, d.Status())
 			}
-			d.close(t)
+			d.Close()
 		}
 		src.none(t)
 	})
@@ -283,13 +210,13 @@ func TestHubResumeByQueryParameter(t *testing.T) {
 		a := open(h, k, "/n", "alice", "")
 		r := src.next(t)
 		r.pub.Publish([]byte(`0`), nil)
-		snap := a.expect(t, "snapshot", "0")
-		a.close(t)
+		snap := a.Expect(t, "snapshot", "0")
+		a.Close()
 		r.pub.Publish([]byte(`1`), []stream.Change{{Kind: stream.KindUpdated, Data: []byte("1")}})
 		// For clients that cannot set headers; no snapshot, just what was missed.
 		b := open(h, k, "/n?lastEventId="+url.QueryEscape(snap.ID), "alice", "")
-		b.expect(t, "updated", "1")
-		b.close(t)
+		b.Expect(t, "updated", "1")
+		b.Close()
 		src.none(t)
 	})
 }
@@ -302,21 +229,21 @@ func TestHubEvictsSlowSubscriber(t *testing.T) {
 		slow := open(h, k, "/n", "alice", "")
 		r := src.next(t)
 		r.pub.Publish([]byte(`0`), nil)
-		fast.expect(t, "snapshot", "0")
+		fast.Expect(t, "snapshot", "0")
 		// slow never reads: its handler blocks in Write, its queue fills.
 		const n = 50
 		for i := 1; i <= n; i++ {
 			d := []byte{byte('0' + i%10)}
 			r.pub.Publish(d, []stream.Change{{Kind: stream.KindUpdated, Data: d}})
-			fast.expect(t, "updated", string(d))
+			fast.Expect(t, "updated", string(d))
 		}
 		synctest.Wait()
 		if got := promtest.Value(t, reg, "ssegate_clients_evicted_total", "reason", "slow"); got != 1 {
 			t.Errorf("evicted{slow} = %v, want 1", got)
 		}
-		slow.pr.Close() // the network gives up on the stuck client
-		<-slow.ended
-		fast.close(t)
+		slow.Abandon() // the network gives up on the stuck client
+		<-slow.Ended()
+		fast.Close()
 	})
 }
 
@@ -327,16 +254,16 @@ func TestHubHeartbeat(t *testing.T) {
 		a := open(h, k, "/n", "alice", "")
 		r := src.next(t)
 		r.pub.Publish([]byte(`0`), nil)
-		a.expect(t, "snapshot", "0")
+		a.Expect(t, "snapshot", "0")
 		start := time.Now()
-		line, err := a.raw.ReadString('\n')
+		line, err := a.Raw.ReadString('\n')
 		if err != nil || line != ":\n" {
 			t.Fatalf("got %q, %v; want a comment line", line, err)
 		}
 		if got := time.Since(start); got != 15*time.Second {
 			t.Errorf("heartbeat after %v, want 15s", got)
 		}
-		a.close(t)
+		a.Close()
 	})
 }
 
@@ -347,8 +274,8 @@ func TestHubLinger(t *testing.T) {
 		a := open(h, k, "/n", "alice", "")
 		r := src.next(t)
 		r.pub.Publish([]byte(`0`), nil)
-		a.expect(t, "snapshot", "0")
-		a.close(t)
+		a.Expect(t, "snapshot", "0")
+		a.Close()
 
 		time.Sleep(29 * time.Second)
 		synctest.Wait()
@@ -357,9 +284,9 @@ func TestHubLinger(t *testing.T) {
 		}
 		// A reconnect within the linger time finds the same poller and state.
 		b := open(h, k, "/n", "alice", "")
-		b.expect(t, "snapshot", "0")
+		b.Expect(t, "snapshot", "0")
 		src.none(t)
-		b.close(t)
+		b.Close()
 
 		time.Sleep(30*time.Second + time.Millisecond)
 		synctest.Wait()
@@ -383,9 +310,9 @@ func TestHubDenial(t *testing.T) {
 		a := open(h, k, "/n", "mallory", "")
 		r := src.next(t)
 		r.pub.Deny(stream.Denial{Status: 401, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"error":"login"}`)})
-		body, _ := io.ReadAll(a.raw)
-		if a.status() != 401 || string(body) != `{"error":"login"}` {
-			t.Errorf("got %d %q, want 401 with the upstream's body", a.status(), body)
+		body, _ := io.ReadAll(a.Raw)
+		if a.Status() != 401 || string(body) != `{"error":"login"}` {
+			t.Errorf("got %d %q, want 401 with the upstream's body", a.Status(), body)
 		}
 		<-r.done
 
@@ -393,16 +320,16 @@ func TestHubDenial(t *testing.T) {
 		b := open(h, k, "/n", "alice", "")
 		r = src.next(t)
 		r.pub.Publish([]byte(`0`), nil)
-		b.expect(t, "snapshot", "0")
+		b.Expect(t, "snapshot", "0")
 		r.pub.Deny(stream.Denial{Status: 403})
-		if _, err := b.events.Next(); err != io.EOF {
+		if _, err := b.Events.Next(); err != io.EOF {
 			t.Errorf("got %v after a denial, want the stream to end", err)
 		}
-		<-b.ended
+		<-b.Ended()
 		// The denied key is gone: the next client starts a fresh poll.
 		c := open(h, k, "/n", "alice", "")
 		src.next(t)
-		c.close(t)
+		c.Close()
 	})
 }
 
@@ -413,13 +340,13 @@ func TestHubUnavailableThenRecovers(t *testing.T) {
 		a := open(h, k, "/n", "alice", "")
 		r := src.next(t)
 		r.pub.Unavailable()
-		line, err := a.raw.ReadString('\n')
-		if err != nil || line != "retry: 3000\n" || a.status() != 200 {
-			t.Fatalf("got %q, %v, status %d; want the stream opened with 200", line, err, a.status())
+		line, err := a.Raw.ReadString('\n')
+		if err != nil || line != "retry: 3000\n" || a.Status() != 200 {
+			t.Fatalf("got %q, %v, status %d; want the stream opened with 200", line, err, a.Status())
 		}
 		r.pub.Publish([]byte(`"up"`), nil)
-		a.expect(t, "snapshot", `"up"`)
-		a.close(t)
+		a.Expect(t, "snapshot", `"up"`)
+		a.Close()
 	})
 }
 
@@ -430,16 +357,16 @@ func TestHubCloseEndsStreams(t *testing.T) {
 		a := open(h, k, "/n", "alice", "")
 		r := src.next(t)
 		r.pub.Publish([]byte(`0`), nil)
-		a.expect(t, "snapshot", "0")
+		a.Expect(t, "snapshot", "0")
 		h.Close()
-		if _, err := a.events.Next(); err != io.EOF {
+		if _, err := a.Events.Next(); err != io.EOF {
 			t.Errorf("got %v after Close, want the stream to end", err)
 		}
 		<-r.done
 		b := open(h, k, "/n", "alice", "")
-		io.ReadAll(b.raw)
-		if b.status() != http.StatusServiceUnavailable {
-			t.Errorf("after Close got status %d, want 503", b.status())
+		io.ReadAll(b.Raw)
+		if b.Status() != http.StatusServiceUnavailable {
+			t.Errorf("after Close got status %d, want 503", b.Status())
 		}
 	})
 }

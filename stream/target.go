@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
 	"net/http"
@@ -29,6 +30,8 @@ func (k Key) String() string {
 // Target is what a source fetches for one key.
 type Target struct {
 	Key Key
+	// Path is the path clients asked for (a nudge's pattern matches it).
+	Path string
 	// URL is the upstream URL to poll.
 	URL *url.URL
 	// Header holds the identity headers to send upstream.
@@ -56,16 +59,29 @@ func NewKeyer(identityHeaders []string) *Keyer {
 // IdentityHeaders returns the canonical names of the identity headers.
 func (k *Keyer) IdentityHeaders() []string { return k.headers }
 
-// Target builds the target for an upstream URL and the client's headers. The
-// query of u must already be normalised (see NormalizeQuery).
-func (k *Keyer) Target(u *url.URL, h http.Header) Target {
+// Target builds the target for a client's request path, the upstream URL it
+// maps to and the client's headers. The query of u must already be
+// normalised (see NormalizeQuery).
+func (k *Keyer) Target(path string, u *url.URL, h http.Header) Target {
 	id := make(http.Header, len(k.headers))
 	for _, name := range k.headers {
 		if vs := h.Values(name); len(vs) > 0 {
 			id[name] = append([]string(nil), vs...)
 		}
 	}
-	return Target{Key: Key{url: u.String(), identity: k.identity(id)}, URL: u, Header: id}
+	return Target{Key: Key{url: u.String(), identity: k.identity(id)}, Path: path, URL: u, Header: id}
+}
+
+// HasIdentity reports whether one of t's identity headers is exactly value:
+// how a nudge names the user whose keys to poll.
+func (k *Keyer) HasIdentity(t Target, value string) bool {
+	found := 0
+	for _, vs := range t.Header {
+		for _, v := range vs {
+			found |= subtle.ConstantTimeCompare([]byte(v), []byte(value))
+		}
+	}
+	return found == 1
 }
 
 // IdentityHash hashes one identity: each configured header's values. Every

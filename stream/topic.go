@@ -38,6 +38,8 @@ type topic struct {
 	denial  *Denial
 	linger  *time.Timer
 	removed bool
+	signals Signal
+	sigCh   chan struct{} // holds one token while signals is not empty
 }
 
 var _ Publisher = (*topic)(nil)
@@ -50,7 +52,30 @@ func newTopic(h *Hub, t Target, cancel context.CancelFunc) *topic {
 		ready:   make(chan struct{}),
 		history: NewHistory(h.opts.HistorySize),
 		subs:    make(map[*Subscriber]struct{}),
+		sigCh:   make(chan struct{}, 1),
 	}
+}
+
+func (t *topic) signal(s Signal) {
+	t.mu.Lock()
+	t.signals |= s
+	t.mu.Unlock()
+	select {
+	case t.sigCh <- struct{}{}:
+	default: // a token is already waiting
+	}
+}
+
+// Signals implements Publisher.
+func (t *topic) Signals() <-chan struct{} { return t.sigCh }
+
+// TakeSignals implements Publisher.
+func (t *topic) TakeSignals() Signal {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.signals
+	t.signals = 0
+	return s
 }
 
 func (t *topic) closeReady() {
@@ -86,6 +111,13 @@ func (t *topic) join(last ID) *Subscriber {
 		}
 	}
 	t.subs[sub] = struct{}{}
+	if len(t.subs) > 1 {
+		t.signals |= SignalSubscriber
+		select {
+		case t.sigCh <- struct{}{}:
+		default:
+		}
+	}
 	return sub
 }
 

@@ -115,6 +115,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	src := poller.New(poller.Options{
 		Client:       &http.Client{Transport: transport},
 		Interval:     cfg.PollInterval,
+		IntervalMax:  cfg.PollIntervalMax,
+		MaxRPS:       cfg.UpstreamMaxRPS,
+		Concurrency:  cfg.UpstreamConcurrency,
 		Timeout:      cfg.PollTimeout,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxBackoff:   cfg.MaxBackoff,
@@ -122,6 +125,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Logger:       log.With("component", "poller"),
 		Registerer:   reg,
 	})
+	defer src.Close() // after hub.Close (deferred below) has stopped the keys
 	hub := stream.NewHub(src, stream.Options{
 		HistorySize:  cfg.HistorySize,
 		ClientBuffer: cfg.ClientBuffer,
@@ -132,11 +136,17 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Registerer:   reg,
 	})
 	defer hub.Close()
+	keyer := stream.NewKeyer(cfg.IdentityHeaders)
+	var nudge http.Handler
+	if cfg.NudgeToken != "" {
+		nudge = proxy.NewNudgeHandler(hub, keyer, cfg.NudgeToken, log.With("component", "nudge"))
+	}
 	front, err := proxy.New(proxy.Options{
 		Upstream:    upstream,
 		Transport:   transport,
 		Hub:         hub,
-		Keyer:       stream.NewKeyer(cfg.IdentityHeaders),
+		Keyer:       keyer,
+		Nudge:       nudge,
 		StreamPaths: cfg.StreamPaths,
 		Logger:      log.With("component", "proxy"),
 		Registerer:  reg,
@@ -158,7 +168,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	var ready atomic.Bool
 	var admin *http.Server
 	if adminLn != nil {
-		admin = &http.Server{Handler: adminHandler(reg, &ready), ReadHeaderTimeout: 10 * time.Second}
+		admin = &http.Server{Handler: adminHandler(reg, &ready, nudge), ReadHeaderTimeout: 10 * time.Second}
 		go func() { serveErr <- admin.Serve(adminLn) }()
 	}
 	ready.Store(true)
@@ -247,8 +257,15 @@ func NewTransport() *http.Transport {
 	}
 }
 
-func adminHandler(reg *prometheus.Registry, ready *atomic.Bool) http.Handler {
+func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, nudge http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if nudge != nil {
+		mux.Handle(proxy.NudgePath, nudge)
+	} else {
+		mux.HandleFunc(proxy.NudgePath, func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "ssegate: nudges are disabled; set SSEGATE_NUDGE_TOKEN", http.StatusNotFound)
+		})
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")

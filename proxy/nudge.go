@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/ssegate/ssegate/stream"
+)
+
+// NudgePath is where a backend tells the gateway that something changed.
+const NudgePath = "/.well-known/ssegate/nudge"
+
+// maxNudgeBody bounds a nudge request's body.
+const maxNudgeBody = 64 << 10
+
+// Nudge is the body of a nudge: JSON, or the same names as form values.
+type Nudge struct {
+	// Path is an http.ServeMux pattern matched against the paths clients
+	// stream, e.g. "/api/notifications" or "/feeds/". Required.
+	Path string `json:"path"`
+	// Identity, when set, limits the nudge to keys one of whose identity
+	// headers has exactly this value (e.g. "Bearer alice-token").
+	Identity string `json:"identity,omitempty"`
+}
+
+// NudgeHandler triggers an immediate poll of every key that matches a
+// nudge; the polls still wait for the upstream budget. It requires
+// "Authorization: Bearer <token>".
+type NudgeHandler struct {
+	hub   *stream.Hub
+	keyer *stream.Keyer
+	token []byte
+	log   *slog.Logger
+}
+
+var _ http.Handler = (*NudgeHandler)(nil)
+
+// NewNudgeHandler returns the nudge endpoint; token must not be empty.
+func NewNudgeHandler(hub *stream.Hub, keyer *stream.Keyer, token string, log *slog.Logger) *NudgeHandler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &NudgeHandler{hub: hub, keyer: keyer, token: []byte(token), log: log}
+}
+
+func (n *NudgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "ssegate: nudge: use POST", http.StatusMethodNotAllowed)
+		return
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || len(n.token) == 0 || subtle.ConstantTimeCompare([]byte(got), n.token) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ssegate"`)
+		http.Error(w, "ssegate: nudge: missing or wrong bearer token", http.StatusUnauthorized)
+		return
+	}
+	nd, err := readNudge(r)
+	if err != nil {
+		http.Error(w, "ssegate: nudge: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	mux := http.NewServeMux()
+	if err := register(mux, nd.Path); err != nil || nd.Path == "" {
+		http.Error(w, fmt.Sprintf("ssegate: nudge: path must be an http.ServeMux pattern, got %q", nd.Path), http.StatusBadRequest)
+		return
+	}
+	matched := n.hub.Nudge(func(t stream.Target) bool {
+		if nd.Identity != "" && !n.keyer.HasIdentity(t, nd.Identity) {
+			return false
+		}
+		_, pattern := mux.Handler(&http.Request{Method: http.MethodGet, URL: &url.URL{Path: t.Path}})
+		return pattern != ""
+	})
+	n.log.Debug("nudge", "path", nd.Path, "with_identity", nd.Identity != "", "keys", matched)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = fmt.Fprintf(w, "{\"keys\":%d}\n", matched) // the nudge took effect either way
+}
+
+func readNudge(r *http.Request) (Nudge, error) {
+	r.Body = http.MaxBytesReader(nil, r.Body, maxNudgeBody)
+	var nd Nudge
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
+		if err := json.NewDecoder(r.Body).Decode(&nd); err != nil {
+			return nd, fmt.Errorf("body is not a JSON nudge: %w", err)
+		}
+		return nd, nil
+	}
+	if err := r.ParseForm(); err != nil {
+		return nd, err
+	}
+	return Nudge{Path: r.Form.Get("path"), Identity: r.Form.Get("identity")}, nil
+}
