@@ -72,13 +72,25 @@ func (k *Keyer) Target(path string, u *url.URL, h http.Header) Target {
 	return Target{Key: Key{url: u.String(), identity: k.identity(id)}, Path: path, URL: u, Header: id}
 }
 
-// HasIdentity reports whether one of t's identity headers is exactly value:
-// how a nudge names the user whose keys to poll.
+// HasIdentity reports whether one of t's identity headers is exactly value,
+// or, for a Cookie header, holds value as one "name=value" pair (a backend
+// knows its session cookie, not every cookie the browser sends): how a
+// nudge names the user whose keys to poll.
 func (k *Keyer) HasIdentity(t Target, value string) bool {
 	found := 0
-	for _, vs := range t.Header {
+	for name, vs := range t.Header {
 		for _, v := range vs {
 			found |= subtle.ConstantTimeCompare([]byte(v), []byte(value))
+			if name != "Cookie" {
+				continue
+			}
+			cookies, err := http.ParseCookie(v)
+			if err != nil {
+				continue
+			}
+			for _, c := range cookies {
+				found |= subtle.ConstantTimeCompare([]byte(c.Name+"="+c.Value), []byte(value))
+			}
 		}
 	}
 	return found == 1

@@ -1,0 +1,285 @@
+// Package demo is ssegate's one-command demo: an example legacy
+// notifications API (legacyapi) that changes by itself every few seconds and
+// nudges the gateway when it does, serving a page that shows the live list
+// over EventSource, and the gateway in front of it, all in one process.
+package demo
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"crypto/tls"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ssegate/ssegate/config"
+	"github.com/ssegate/ssegate/internal/app"
+	"github.com/ssegate/ssegate/internal/legacyapi"
+)
+
+//go:embed page.html
+var page []byte
+
+// Users are the demo's users; DefaultUser answers requests without the
+// "user" cookie, so curl works too.
+var Users = []string{"demo", "alice", "bob"}
+
+// DefaultUser is the user of requests without a "user" cookie.
+const DefaultUser = "demo"
+
+// StatusPath is the demo's status document; the page streams it through the
+// gateway like any other polled JSON (it arrives as JSON Patch events).
+const StatusPath = "/demo/status"
+
+// Options configure a Demo.
+type Options struct {
+	// Every is the time between two generated changes. Default 3s.
+	Every time.Duration
+	// Logger receives the demo's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Demo is the example API with its page.
+type Demo struct {
+	API  *legacyapi.API
+	opts Options
+	mux  *http.ServeMux
+
+	mu     sync.Mutex
+	nextID int
+	nudge  func(ctx context.Context, identity string) error
+}
+
+// New returns a demo whose users each start with a few notifications.
+func New(opts Options) *Demo {
+	if opts.Every <= 0 {
+		opts.Every = 3 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Demo{API: legacyapi.New(), opts: opts}
+	d.API.DefaultUser = DefaultUser
+	for _, u := range Users {
+		d.API.AddUser(u)
+		for range 3 {
+			d.API.Add(u, d.newItem(u))
+		}
+	}
+	d.mux = http.NewServeMux()
+	d.mux.Handle(legacyapi.Path, d.API)
+	d.mux.HandleFunc("GET "+StatusPath, d.serveStatus)
+	d.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		_, _ = w.Write(page) // the client may have left; nothing to do
+	})
+	return d
+}
+
+func (d *Demo) ServeHTTP(w http.ResponseWriter, r *http.Request) { d.mux.ServeHTTP(w, r) }
+
+var topics = []string{"commented on your post", "liked your photo", "mentioned you", "shared a document", "invited you to a meeting", "replied to your comment"}
+var people = []string{"Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Radia"}
+
+// newItem makes a notification for user with a fresh id.
+func (d *Demo) newItem(user string) string {
+	d.mu.Lock()
+	d.nextID++
+	id := d.nextID
+	d.mu.Unlock()
+	b, _ := json.Marshal(map[string]any{ // a map of strings and ints always marshals
+		"id":    id,
+		"user":  user,
+		"title": people[rand.N(len(people))] + " " + topics[rand.N(len(topics))],
+		"time":  time.Now().UTC().Format(time.RFC3339),
+		"read":  false,
+	})
+	return string(b)
+}
+
+// Change makes one change for user: mostly a new notification, sometimes a
+// notification marked read, sometimes one deleted. Then it nudges the
+// gateway, as a real backend would after writing.
+func (d *Demo) Change(ctx context.Context, user string) {
+	items := d.API.Items(user)
+	switch r := rand.N(100); {
+	case r < 20 && len(items) > 0:
+		var it map[string]any
+		_ = json.Unmarshal(items[rand.N(len(items))], &it) // our own JSON
+		it["read"] = true
+		b, _ := json.Marshal(it)
+		d.API.Update(user, string(b))
+	case r < 35 && len(items) > 4 || len(items) > 12:
+		var it struct{ ID json.RawMessage }
+		_ = json.Unmarshal(items[len(items)-1], &it)
+		d.API.Delete(user, string(it.ID))
+	default:
+		d.API.Add(user, d.newItem(user))
+	}
+	d.Nudge(ctx, user)
+}
+
+// Nudge tells the gateway that user's list changed.
+func (d *Demo) Nudge(ctx context.Context, user string) {
+	d.mu.Lock()
+	nudge := d.nudge
+	d.mu.Unlock()
+	if nudge == nil {
+		return
+	}
+	// The page sets the cookie "user"; a request without it (curl) is the
+	// default user, whose keys have no cookie to match: nudge the path.
+	identity := "user=" + user
+	if user == DefaultUser {
+		identity = ""
+	}
+	if err := nudge(ctx, identity); err != nil && ctx.Err() == nil {
+		d.opts.Logger.Warn("demo: nudge failed", "err", err)
+	}
+}
+
+// SetNudge sets how the demo nudges the gateway.
+func (d *Demo) SetNudge(f func(ctx context.Context, identity string) error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.nudge = f
+}
+
+// Run makes a change every Every until ctx is done.
+func (d *Demo) Run(ctx context.Context) {
+	t := time.NewTicker(d.opts.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.Change(ctx, Users[rand.N(len(Users))])
+		}
+	}
+}
+
+// Status is the document at StatusPath.
+type Status struct {
+	User string `json:"user"`
+	// UserPolls is how many times the gateway fetched this user's list.
+	UserPolls int `json:"userPolls"`
+	// AllPolls is how many list requests the API served in all.
+	AllPolls int `json:"allPolls"`
+	// Items is how many notifications the user has.
+	Items int `json:"items"`
+}
+
+func (d *Demo) serveStatus(w http.ResponseWriter, r *http.Request) {
+	user := d.API.User(r)
+	st := Status{User: user, UserPolls: d.API.Polls(user), AllPolls: d.API.TotalPolls(), Items: len(d.API.Items(user))}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	_ = json.NewEncoder(w).Encode(st) // the client may have left
+}
+
+// Ready is what Run tells its caller once everything listens.
+type Ready struct {
+	Gateway app.Listening
+	Demo    *Demo
+	URL     string // the page, through the gateway
+}
+
+// Run serves the demo API on a loopback port and the gateway in front of it
+// until ctx is done. cfg is the gateway's configuration; its upstream is
+// the demo's, and a nudge token is made up when none is set.
+func Run(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger, onReady func(Ready)) error {
+	if cfg.NudgeToken == "" {
+		b := make([]byte, 16)
+		crand.Read(b) // never fails (crypto/rand since Go 1.24)
+		cfg.NudgeToken = hex.EncodeToString(b)
+	}
+	d := New(opts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("demo API: %w", err)
+	}
+	api := &http.Server{Handler: d, ReadHeaderTimeout: 10 * time.Second}
+	go api.Serve(ln)
+	defer api.Close()
+	upstream := &url.URL{Scheme: "http", Host: ln.Addr().String()}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	return app.Run(ctx, cfg, app.Options{
+		Logger:   log,
+		Upstream: upstream,
+		OnReady: func(l app.Listening) {
+			d.SetNudge(nudger(l, cfg.NudgeToken))
+			wg.Add(1)
+			go func() { defer wg.Done(); d.Run(ctx) }()
+			host := "localhost"
+			if _, port, err := net.SplitHostPort(l.Main.String()); err == nil {
+				host = net.JoinHostPort(host, port)
+			}
+			if onReady != nil {
+				onReady(Ready{Gateway: l, Demo: d, URL: l.Scheme + "://" + host + "/"})
+			}
+		},
+	})
+}
+
+// nudger posts nudges to the gateway's admin listener, or to its main
+// listener when the admin listener is off (our own certificate, on loopback).
+func nudger(l app.Listening, token string) func(context.Context, string) error {
+	target := "http://" + loopback(l.Metrics) + "/.well-known/ssegate/nudge"
+	client := &http.Client{Timeout: 5 * time.Second}
+	if l.Metrics == nil {
+		target = l.Scheme + "://" + loopback(l.Main) + "/.well-known/ssegate/nudge"
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // our own listener on loopback
+	}
+	return func(ctx context.Context, identity string) error {
+		body, _ := json.Marshal(map[string]string{"path": legacyapi.Path, "identity": identity})
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+			return errors.New("nudge: " + resp.Status + ": " + strings.TrimSpace(string(msg)))
+		}
+		return nil
+	}
+}
+
+// loopback turns a wildcard listen address into one a client can dial.
+func loopback(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
