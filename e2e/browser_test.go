@@ -297,7 +297,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("screenshot", func(t *testing.T) {
 		add(r, "bob")
 		r.Demo.Nudge(ctx, "bob")
-		time.Sleep(time.Second) // let the highlight and counters settle for the picture
+		time.Sleep(time.Second)                                         // let the highlight and counters settle for the picture
 		png, err := chromedp.Run(bob.ctx, chromedp.FullScreenshot(100)) // 100: PNG
 		if err != nil {
 			t.Fatal(err)

@@ -17,7 +17,7 @@ func TestKeysSeparateIdentities(t *testing.T) {
 		{"Authorization": {""}},
 		{"Authorization": {"Bearer a"}},
 		{"Authorization": {"Bearer b"}},
-		{"Cookie": {"Bearer a"}},                        // same value, other header
+		{"Cookie": {"Bearer a"}}, // same value, other header
 		{"Authorization": {"Bearer a"}, "Cookie": {""}}, // an empty cookie is still a cookie
 		{"Authorization": {"Bearer a", "x"}},
 		{"Authorization": {"Bearer ax"}},
