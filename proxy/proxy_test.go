@@ -2,10 +2,12 @@ package proxy_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -165,9 +167,10 @@ func TestUnreachableUpstreamIs502(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	p, reg := newProxy(t, "http://"+addr, proxy.Options{})
+	var logs bytes.Buffer
+	p, reg := newProxy(t, "http://"+addr, proxy.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	gw := front(t, p)
-	resp, err := gw.Client().Get(gw.URL + "/x")
+	resp, err := gw.Client().Get(gw.URL + "/x?token=s3cret")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +181,9 @@ func TestUnreachableUpstreamIs502(t *testing.T) {
 	}
 	if strings.Contains(string(body), addr) {
 		t.Errorf("502 body reveals the upstream address: %q", body)
+	}
+	if strings.Contains(logs.String(), "s3cret") || !strings.Contains(logs.String(), "pass-through failed") {
+		t.Errorf("log leaks the query or lacks the failure:\n%s", logs.String())
 	}
 	if got := promtest.Value(t, reg, "ssegate_http_requests_total", "code", "502"); got != 1 {
 		t.Errorf("http_requests_total{502} = %v, want 1", got)
