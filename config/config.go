@@ -101,6 +101,9 @@ type Config struct {
 	// HeartbeatInterval is the time between comment lines on idle streams. Default 15s.
 	HeartbeatInterval time.Duration `env:"HEARTBEAT_INTERVAL" envDefault:"15s" help:"time between keep-alive comments on a stream"`
 
+	// Pprof serves /debug/pprof/ on the metrics listener. Default false.
+	Pprof bool `env:"PPROF" envDefault:"false" help:"serve Go's /debug/pprof/ profiles on the metrics listener (keep that listener private)"`
+
 	// Demo starts the built-in example API and puts the gateway in front of it. Default false.
 	Demo bool `env:"DEMO" envDefault:"false" help:"run the built-in demo API behind the gateway (same as -demo)"`
 }

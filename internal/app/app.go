@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"runtime"
 	"runtime/debug"
@@ -168,7 +169,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	var ready atomic.Bool
 	var admin *http.Server
 	if adminLn != nil {
-		admin = &http.Server{Handler: adminHandler(reg, &ready, nudge), ReadHeaderTimeout: 10 * time.Second}
+		admin = &http.Server{Handler: adminHandler(reg, &ready, nudge, cfg.Pprof), ReadHeaderTimeout: 10 * time.Second}
 		go func() { serveErr <- admin.Serve(adminLn) }()
 	}
 	ready.Store(true)
@@ -257,8 +258,15 @@ func NewTransport() *http.Transport {
 	}
 }
 
-func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, nudge http.Handler) http.Handler {
+func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, nudge http.Handler, profiles bool) http.Handler {
 	mux := http.NewServeMux()
+	if profiles {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	if nudge != nil {
 		mux.Handle(proxy.NudgePath, nudge)
 	} else {

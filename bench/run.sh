@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Reproduces BENCHMARKS.md: each scenario against a fresh server pinned to
+# CPU 0, with the load generator pinned to CPU 1. Output: bench/out/*.json
+# and the tables on stdout.
+#   bench/run.sh            all scenarios
+#   bench/run.sh conn-5000  one (see the case list below)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench/out
+go build -o bench/out/ssegate ./cmd/ssegate
+go build -o bench/out/ssebench ./cmd/ssebench
+ulimit -n 20000
+
+TOKEN=bench-nudge-token-0123456789
+server_pid=""
+stop_server() { if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=""; fi; }
+trap stop_server EXIT
+
+gateway() { # env... : a fresh gateway on CPU 0
+  stop_server
+  env SSEGATE_UPSTREAM_URL=http://127.0.0.1:8080 SSEGATE_CERT_DIR=bench/out/certs SSEGATE_LOG_LEVEL=warn \
+      SSEGATE_NUDGE_TOKEN=$TOKEN SSEGATE_PPROF=true "$@" taskset -c 0 bench/out/ssegate &
+  server_pid=$!
+}
+floor() { # a fresh floor server on CPU 0
+  stop_server
+  taskset -c 0 bench/out/ssebench -serve-floor 127.0.0.1:8444 -floor-metrics 127.0.0.1:9091 &
+  server_pid=$!
+  sleep 1
+}
+load() { # name, ssebench flags...
+  local name=$1; shift
+  echo "== $name"
+  taskset -c 1 bench/out/ssebench "$@" -json > "bench/out/$name.json"
+  taskset -c 1 true
+  python3 -c "import json,sys; r=json.load(open('bench/out/$name.json')); print({k: r[k] for k in r if k in ('clients','connections','opened','failed','deliveries','deliveries_missing','latency_p50_ms','latency_p99_ms','latency_max_ms','fanout_p99_ms','rss_per_connection_kb','rss_per_stream_kb','heap_per_stream_kb','cpu_seconds_per_1k_events','upstream_rps','direct_polling_rps','rss_mb','rss_end_mb','goroutines','goroutines_end','open_fds','open_fds_end')})"
+}
+floorload() { local name=$1; shift; load "$name" -floor -url https://127.0.0.1:8444/events -metrics http://127.0.0.1:9091/metrics "$@"; }
+
+run() {
+  case $1 in
+  conn-1000|conn-5000|conn-15000)
+    n=${1#conn-}
+    gateway; load "gateway-$1" -clients "$n" -changes 5 -nudge-token $TOKEN
+    floor;   floorload "floor-$1" -clients "$n" -changes 5 ;;
+  mux-100000)
+    gateway; load "gateway-$1" -clients 100000 -mux -streams-per-conn 200 -changes 3 -nudge-token $TOKEN -timeout 120s
+    floor;   floorload "floor-$1" -clients 100000 -mux -streams-per-conn 200 -changes 3 -timeout 120s ;;
+  users-1000)   # 1,000 users on their own keys; changes for 50 users at a time
+    gateway; load "gateway-users-1000-polling" -clients 1000 -users 1000 -changes 10 -change-users 50 -pause 5s -timeout 60s
+    gateway; load "gateway-users-1000-nudged"  -clients 1000 -users 1000 -changes 10 -change-users 50 -pause 5s -nudge-token $TOKEN ;;
+  soak-15000)   # 15,000 clients for 10 minutes, a change every 30 s
+    gateway; load "gateway-$1" -clients 15000 -changes 21 -pause 30s -nudge-token $TOKEN ;;
+  *) echo "unknown scenario $1"; exit 2 ;;
+  esac
+  stop_server
+}
+
+if [ $# -eq 0 ]; then set -- conn-1000 conn-5000 conn-15000 mux-100000 users-1000; fi
+for s in "$@"; do run "$s"; done

@@ -1,0 +1,208 @@
+// Command ssebench loads an SSE gateway with event streams and times how
+// one change reaches every client.
+//
+// Against ssegate: ssebench serves the upstream itself (on -upstream-addr,
+// default 127.0.0.1:8080), so start the gateway in front of it:
+//
+//	SSEGATE_UPSTREAM_URL=http://127.0.0.1:8080 go run ./cmd/ssegate
+//	go run ./cmd/ssebench -clients 5000
+//
+// Against the stock net/http floor server, in two processes:
+//
+//	ssebench -serve-floor 127.0.0.1:8444 -floor-metrics 127.0.0.1:9091
+//	ssebench -floor -url https://127.0.0.1:8444/events -metrics http://127.0.0.1:9091/metrics -clients 5000
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ssegate/ssegate/certs"
+	"github.com/ssegate/ssegate/internal/bench"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ssebench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		url          = fs.String("url", "https://127.0.0.1:8443/api/notifications", "event stream URL of the gateway")
+		metrics      = fs.String("metrics", "http://127.0.0.1:9090/metrics", "the gateway's metrics URL (memory, CPU); empty: none")
+		upstreamAddr = fs.String("upstream-addr", "127.0.0.1:8080", "where to serve the built-in upstream the gateway polls")
+		clients      = fs.Int("clients", 1000, "event streams to open")
+		users        = fs.Int("users", 1, "identities the clients are spread over (distinct keys)")
+		mux          = fs.Bool("mux", false, "multiplex streams over shared HTTP/2 connections (tabs of one browser)")
+		perConn      = fs.Int("streams-per-conn", 100, "streams per connection with -mux")
+		changes      = fs.Int("changes", 5, "changes to time")
+		pause        = fs.Duration("pause", 0, "wait between changes (a soak runs -changes × -pause)")
+		changeUsers  = fs.Int("change-users", 0, "users each change touches; 0: all")
+		nudgeToken   = fs.String("nudge-token", "", "the gateway's SSEGATE_NUDGE_TOKEN: nudge after each change")
+		nudgeURL     = fs.String("nudge-url", "http://127.0.0.1:9090/.well-known/ssegate/nudge", "the gateway's nudge endpoint")
+		legacy       = fs.Duration("legacy-interval", 60*time.Second, "interval of the polling page being replaced, for the comparison")
+		timeout      = fs.Duration("timeout", 60*time.Second, "longest wait for one change to reach every client")
+		asJSON       = fs.Bool("json", false, "print the report as JSON")
+		floor        = fs.Bool("floor", false, "target the floor server (-serve-floor) instead of ssegate")
+		serveFloor   = fs.String("serve-floor", "", "run the stock net/http floor server on this address and wait")
+		floorMetrics = fs.String("floor-metrics", "127.0.0.1:9091", "with -serve-floor: where to serve its /metrics")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	if *serveFloor != "" {
+		if err := runFloor(ctx, *serveFloor, *floorMetrics, stderr); err != nil {
+			fmt.Fprintln(stderr, "ssebench:", err)
+			return 1
+		}
+		return 0
+	}
+
+	opts := bench.Options{
+		URL: *url, Clients: *clients, Users: *users, Multiplex: *mux, StreamsPerConn: *perConn,
+		Changes: *changes, Pause: *pause, ChangeUsers: *changeUsers, Timeout: *timeout, Metrics: *metrics,
+		LegacyInterval: *legacy, Log: stderr,
+	}
+	if *floor {
+		opts.Change = bench.FloorChange(strings.TrimSuffix(*url, "/events"))
+	} else {
+		up := bench.NewUpstream(*users)
+		ln, err := net.Listen("tcp", *upstreamAddr)
+		if err != nil {
+			fmt.Fprintln(stderr, "ssebench: upstream:", err)
+			return 1
+		}
+		srv := &http.Server{Handler: up, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		fmt.Fprintf(stderr, "upstream on http://%s; the gateway must poll it (SSEGATE_UPSTREAM_URL=http://%s)\n", ln.Addr(), ln.Addr())
+		opts.UpstreamPolls = up.TotalPolls
+		opts.FetchedAt = up.FetchedAt
+		opts.Change = up.Change
+		if *nudgeToken != "" {
+			nudge := bench.Nudger(*nudgeURL, *nudgeToken)
+			opts.Change = func(ctx context.Context, n int, users []string) (time.Time, error) {
+				at, err := up.Change(ctx, n, users)
+				if err == nil {
+					err = nudge(ctx, users)
+				}
+				return at, err
+			}
+		}
+	}
+	if err := waitReachable(ctx, *url, 30*time.Second); err != nil {
+		fmt.Fprintln(stderr, "ssebench:", err)
+		return 1
+	}
+	rep, err := bench.Run(ctx, opts)
+	if err != nil {
+		fmt.Fprintln(stderr, "ssebench:", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return 1
+		}
+	} else {
+		printTable(stdout, rep)
+	}
+	if rep.Failed > 0 || rep.Missing > 0 || rep.Duplicates > 0 {
+		return 3
+	}
+	return 0
+}
+
+// waitReachable waits until the gateway answers at all.
+func waitReachable(ctx context.Context, url string, limit time.Duration) error {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	deadline := time.Now().Add(limit)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s not reachable: %w", url, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func printTable(w io.Writer, r bench.Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
+	mode := "one TLS connection per client"
+	if r.Multiplex {
+		mode = "multiplexed"
+	}
+	row("streams", "%d over %d connections (%s), %d users", r.Clients, r.Connections, mode, r.Users)
+	row("opened / failed", "%d / %d in %.1fs", r.Opened, r.Failed, r.OpenSeconds)
+	row("deliveries", "%d of %d (%d missing, %d duplicated) over %d changes", r.Delivered, r.Expected, r.Missing, r.Duplicates, r.Changes)
+	row("latency from change p50/p99/max", "%.1f / %.1f / %.1f ms", r.LatencyP50MS, r.LatencyP99MS, r.LatencyMaxMS)
+	if r.FanoutMaxMS > 0 {
+		row("fan-out from fetch p50/p99/max", "%.1f / %.1f / %.1f ms", r.FanoutP50MS, r.FanoutP99MS, r.FanoutMaxMS)
+	}
+	if r.RSSMB > 0 {
+		row("server RSS", "%.1f MB (%.1f KB per stream, %.1f KB per connection; heap %.1f KB per stream)", r.RSSMB, r.RSSPerStreamKB, r.RSSPerConnKB, r.HeapPerStream)
+		row("server goroutines / fds", "%.0f / %.0f", r.Goroutines, r.OpenFDs)
+		row("at the end: RSS / goroutines / fds", "%.1f MB / %.0f / %.0f", r.RSSEndMB, r.GoroutinesEnd, r.OpenFDsEnd)
+	}
+	if r.CPUPer1kEvents > 0 {
+		row("server CPU per 1,000 events", "%.3f s", r.CPUPer1kEvents)
+	}
+	if r.UpstreamPolls > 0 || r.DirectPolls > 0 {
+		row("upstream requests", "%d in %.1fs (%.2f/s); direct polling: %.0f (%.2f/s)", r.UpstreamPolls, r.WindowSeconds, r.UpstreamRPS, r.DirectPolls, r.DirectPollingRPS)
+	}
+	tw.Flush()
+}
+
+// runFloor serves the floor server over HTTP/2 TLS, and its process
+// metrics, until ctx is done.
+func runFloor(ctx context.Context, addr, metricsAddr string, log io.Writer) error {
+	cert, _, _, err := certs.EnsureSelfSigned(os.TempDir()+"/ssebench-floor", []string{"localhost", "127.0.0.1"}, time.Now())
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	srv := &http.Server{Addr: addr, Handler: bench.NewFloor(), Protocols: &protos,
+		TLSConfig: certs.TLSConfig(certs.Static{Cert: cert}.GetCertificate), ReadHeaderTimeout: 10 * time.Second}
+	msrv := &http.Server{Addr: metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+	go msrv.ListenAndServe()
+	defer msrv.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServeTLS("", "") }()
+	fmt.Fprintf(log, "floor server on https://%s/events, metrics on http://%s/metrics\n", addr, metricsAddr)
+	select {
+	case <-ctx.Done():
+		return srv.Close()
+	case err := <-errc:
+		return err
+	}
+}
