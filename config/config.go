@@ -101,6 +101,13 @@ type Config struct {
 	// HeartbeatInterval is the time between comment lines on idle streams. Default 15s.
 	HeartbeatInterval time.Duration `env:"HEARTBEAT_INTERVAL" envDefault:"15s" help:"time between keep-alive comments on a stream"`
 
+	// MaxConnections caps open event streams. Default 0 (no cap).
+	MaxConnections int `env:"MAX_CONNECTIONS" envDefault:"0" help:"most event streams open at once (503 with Retry-After beyond); 0 means no cap"`
+	// MaxStreamsPerIP caps event streams per client address. Default 0 (no cap).
+	MaxStreamsPerIP int `env:"MAX_STREAMS_PER_IP" envDefault:"0" help:"most event streams from one client address; 0 means no cap"`
+	// MaxKeys caps distinct keys polled at once. Default 0 (no cap).
+	MaxKeys int `env:"MAX_KEYS" envDefault:"0" help:"most distinct keys polled at once (new keys get 503 beyond); bounds upstream load; 0 means no cap"`
+
 	// Pprof serves /debug/pprof/ on the metrics listener. Default false.
 	Pprof bool `env:"PPROF" envDefault:"false" help:"serve Go's /debug/pprof/ profiles on the metrics listener (keep that listener private)"`
 
@@ -221,6 +228,11 @@ func (c *Config) Validate() error {
 	}
 	if c.UpstreamMaxRPS < 0 {
 		bad("UPSTREAM_MAX_RPS", "must be 0 (no cap) or positive, got %g", c.UpstreamMaxRPS)
+	}
+	for key, v := range map[string]int{"MAX_CONNECTIONS": c.MaxConnections, "MAX_STREAMS_PER_IP": c.MaxStreamsPerIP, "MAX_KEYS": c.MaxKeys} {
+		if v < 0 {
+			bad(key, "must be 0 (no cap) or positive, got %d", v)
+		}
 	}
 	if c.UpstreamConcurrency < 0 {
 		bad("UPSTREAM_CONCURRENCY", "must be 0 (no cap) or positive, got %d", c.UpstreamConcurrency)

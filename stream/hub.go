@@ -61,8 +61,13 @@ type Denial struct {
 	Body   []byte
 }
 
-// ErrClosed is returned by operations on a closed hub.
-var ErrClosed = errors.New("stream: hub closed")
+// Errors of ServeStream's admission, each answered 503 with Retry-After.
+var (
+	ErrClosed         = errors.New("stream: hub closed")
+	ErrTooManyStreams = errors.New("stream: too many streams")
+	ErrTooManyPerIP   = errors.New("stream: too many streams from this address")
+	ErrTooManyKeys    = errors.New("stream: too many keys")
+)
 
 // Options configure a Hub. Zero fields take the defaults documented here.
 type Options struct {
@@ -80,6 +85,12 @@ type Options struct {
 	// WriteTimeout bounds one blocked write to a client, beyond the heartbeat
 	// interval (a write happens at least once per heartbeat). Default 10s.
 	WriteTimeout time.Duration
+	// MaxStreams caps open streams; 0: no cap.
+	MaxStreams int
+	// MaxStreamsPerIP caps open streams per client address; 0: no cap.
+	MaxStreamsPerIP int
+	// MaxKeys caps keys polled at once, which bounds upstream load; 0: no cap.
+	MaxKeys int
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer receives the hub's metrics. Default: none.
@@ -120,9 +131,11 @@ type Hub struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // source goroutines
 
-	mu     sync.Mutex
-	topics map[Key]*topic
-	closed bool
+	mu      sync.Mutex
+	topics  map[Key]*topic
+	streams int            // admitted streams, counted against MaxStreams
+	perIP   map[string]int // admitted streams by client address
+	closed  bool
 }
 
 // NewHub returns a hub that runs src for each key with subscribers.
@@ -138,6 +151,7 @@ func NewHub(src Source, opts Options) *Hub {
 		ctx:     ctx,
 		cancel:  cancel,
 		topics:  make(map[Key]*topic),
+		perIP:   make(map[string]int),
 	}
 }
 
@@ -153,6 +167,32 @@ func (h *Hub) Keys() int {
 	return len(h.topics)
 }
 
+// admit counts a stream from ip against the limits; release undoes it.
+func (h *Hub) admit(ip string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.closed:
+		return ErrClosed
+	case h.opts.MaxStreams > 0 && h.streams >= h.opts.MaxStreams:
+		return ErrTooManyStreams
+	case h.opts.MaxStreamsPerIP > 0 && h.perIP[ip] >= h.opts.MaxStreamsPerIP:
+		return ErrTooManyPerIP
+	}
+	h.streams++
+	h.perIP[ip]++
+	return nil
+}
+
+func (h *Hub) release(ip string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.streams--
+	if h.perIP[ip]--; h.perIP[ip] <= 0 {
+		delete(h.perIP, ip)
+	}
+}
+
 // subscribe adds a subscriber to the key's topic, creating the topic and
 // starting its source when it is the first.
 func (h *Hub) subscribe(t Target, last ID) (*Subscriber, error) {
@@ -164,6 +204,10 @@ func (h *Hub) subscribe(t Target, last ID) (*Subscriber, error) {
 		}
 		tp := h.topics[t.Key]
 		if tp == nil {
+			if h.opts.MaxKeys > 0 && len(h.topics) >= h.opts.MaxKeys {
+				h.mu.Unlock()
+				return nil, ErrTooManyKeys
+			}
 			tp = h.startTopic(t)
 		}
 		h.mu.Unlock()

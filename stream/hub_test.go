@@ -370,3 +370,91 @@ func TestHubCloseEndsStreams(t *testing.T) {
 		}
 	})
 }
+
+// openFrom is open from a given client address.
+func openFrom(h *stream.Hub, k *stream.Keyer, identity, remote string) *ssetest.Client {
+	r := httptest.NewRequest(http.MethodGet, "/n", nil)
+	r.RemoteAddr = remote
+	r.Header.Set("Authorization", identity)
+	u := &url.URL{Scheme: "http", Host: "upstream", Path: "/n"}
+	return ssetest.Open(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeStream(w, r, k.Target(r.URL.Path, u, r.Header))
+	}), r)
+}
+
+// refused checks that c was answered 503 with a Retry-After.
+func refused(t *testing.T, c *ssetest.Client, why string) {
+	t.Helper()
+	io.ReadAll(c.Raw)
+	if c.Status() != http.StatusServiceUnavailable || c.Header.Get("Retry-After") == "" {
+		t.Errorf("%s: got status %d, Retry-After %q; want 503 with Retry-After", why, c.Status(), c.Header.Get("Retry-After"))
+	}
+}
+
+func TestHubLimits(t *testing.T) {
+	publishAll := func(src *source) {
+		for {
+			select {
+			case r := <-src.runs:
+				r.pub.Publish([]byte(`0`), nil)
+			default:
+				return
+			}
+		}
+	}
+	t.Run("max streams", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			src := newSource()
+			h, k, reg := newHub(t, src, stream.Options{MaxStreams: 2})
+			a := openFrom(h, k, "alice", "192.0.2.1:1")
+			b := openFrom(h, k, "bob", "192.0.2.2:1")
+			synctest.Wait()
+			publishAll(src)
+			a.Expect(t, "snapshot", "0")
+			b.Expect(t, "snapshot", "0")
+			refused(t, openFrom(h, k, "alice", "192.0.2.3:1"), "third stream")
+			if got := promtest.Value(t, reg, "ssegate_streams_rejected_total", "reason", "max_connections"); got != 1 {
+				t.Errorf("rejected{max_connections} = %v, want 1", got)
+			}
+			a.Close()
+			c := openFrom(h, k, "alice", "192.0.2.3:1")
+			c.Expect(t, "snapshot", "0")
+			b.Close()
+			c.Close()
+		})
+	})
+	t.Run("per IP", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			src := newSource()
+			h, k, _ := newHub(t, src, stream.Options{MaxStreamsPerIP: 1})
+			a := openFrom(h, k, "alice", "192.0.2.1:1")
+			synctest.Wait()
+			publishAll(src)
+			a.Expect(t, "snapshot", "0")
+			refused(t, openFrom(h, k, "alice", "192.0.2.1:2"), "second stream from one address")
+			b := openFrom(h, k, "alice", "[2001:db8::1]:1")
+			b.Expect(t, "snapshot", "0")
+			a.Close()
+			b.Close()
+		})
+	})
+	t.Run("max keys", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			src := newSource()
+			h, k, reg := newHub(t, src, stream.Options{MaxKeys: 1})
+			a := openFrom(h, k, "alice", "192.0.2.1:1")
+			synctest.Wait()
+			publishAll(src)
+			a.Expect(t, "snapshot", "0")
+			refused(t, openFrom(h, k, "bob", "192.0.2.2:1"), "a second key")
+			a2 := openFrom(h, k, "alice", "192.0.2.3:1") // the same key is fine
+			a2.Expect(t, "snapshot", "0")
+			src.none(t)
+			if got := promtest.Value(t, reg, "ssegate_streams_rejected_total", "reason", "max_keys"); got != 1 {
+				t.Errorf("rejected{max_keys} = %v, want 1", got)
+			}
+			a.Close()
+			a2.Close()
+		})
+	})
+}

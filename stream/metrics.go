@@ -14,6 +14,7 @@ type metrics struct {
 	published     [numKinds]prometheus.Counter
 	delivered     prometheus.Counter
 	evictedVec    *prometheus.CounterVec
+	rejected      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,6 +40,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ssegate_clients_evicted_total",
 			Help: "Streams ended by the gateway, by reason (slow, denied, shutdown).",
 		}, []string{"reason"}),
+		rejected: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "ssegate_streams_rejected_total",
+			Help: "Event streams refused with 503, by reason (max_connections, max_streams_per_ip, max_keys, shutdown).",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{"max_connections", "max_streams_per_ip", "max_keys", "shutdown"} {
+		m.rejected.WithLabelValues(r)
 	}
 	pub := f.NewCounterVec(prometheus.CounterOpts{
 		Name: "ssegate_events_published_total",

@@ -3,8 +3,10 @@ package stream
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -38,11 +40,16 @@ func LastEventID(r *http.Request) string {
 // closed. A Last-Event-ID that is unknown, expired, malformed or from another
 // process gets a fresh snapshot, never an error.
 func (h *Hub) ServeStream(w http.ResponseWriter, r *http.Request, t Target) {
+	ip := clientIP(r)
+	if err := h.admit(ip); err != nil {
+		h.refuse(w, err)
+		return
+	}
+	defer h.release(ip)
 	last, _ := h.epoch.Parse(LastEventID(r))
 	sub, err := h.subscribe(t, last)
 	if err != nil {
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "ssegate: shutting down", http.StatusServiceUnavailable)
+		h.refuse(w, err)
 		return
 	}
 	defer sub.topic.leave(sub)
@@ -60,8 +67,7 @@ func (h *Hub) ServeStream(w http.ResponseWriter, r *http.Request, t Target) {
 	}
 	select {
 	case <-sub.done:
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "ssegate: shutting down", http.StatusServiceUnavailable)
+		h.refuse(w, ErrClosed)
 		return
 	default:
 	}
@@ -76,6 +82,33 @@ func (h *Hub) ServeStream(w http.ResponseWriter, r *http.Request, t Target) {
 	h.metrics.connsTotal.Inc()
 	defer h.metrics.connsActive.Dec()
 	_ = h.write(ctx, w, sub) // a write error means the client left: nothing to do
+}
+
+// refuse answers a stream the hub cannot take now with 503 and a
+// Retry-After; an EventSource does not retry a 503, but the page's code can.
+func (h *Hub) refuse(w http.ResponseWriter, err error) {
+	reason := "shutdown"
+	switch {
+	case errors.Is(err, ErrTooManyStreams):
+		reason = "max_connections"
+	case errors.Is(err, ErrTooManyPerIP):
+		reason = "max_streams_per_ip"
+	case errors.Is(err, ErrTooManyKeys):
+		reason = "max_keys"
+	}
+	h.metrics.rejected.WithLabelValues(reason).Inc()
+	w.Header().Set("Retry-After", "5")
+	http.Error(w, "ssegate: "+strings.TrimPrefix(err.Error(), "stream: "), http.StatusServiceUnavailable)
+}
+
+// clientIP is the address of the peer, without its port. Behind a load
+// balancer that is the balancer: set the limit per IP accordingly.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 func writeDenial(w http.ResponseWriter, d *Denial) {

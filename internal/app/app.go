@@ -128,13 +128,16 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	})
 	defer src.Close() // after hub.Close (deferred below) has stopped the keys
 	hub := stream.NewHub(src, stream.Options{
-		HistorySize:  cfg.HistorySize,
-		ClientBuffer: cfg.ClientBuffer,
-		Retry:        cfg.Retry,
-		Heartbeat:    cfg.HeartbeatInterval,
-		Linger:       cfg.Linger,
-		Logger:       log.With("component", "stream"),
-		Registerer:   reg,
+		HistorySize:     cfg.HistorySize,
+		ClientBuffer:    cfg.ClientBuffer,
+		Retry:           cfg.Retry,
+		Heartbeat:       cfg.HeartbeatInterval,
+		Linger:          cfg.Linger,
+		MaxStreams:      cfg.MaxConnections,
+		MaxStreamsPerIP: cfg.MaxStreamsPerIP,
+		MaxKeys:         cfg.MaxKeys,
+		Logger:          log.With("component", "stream"),
+		Registerer:      reg,
 	})
 	defer hub.Close()
 	keyer := stream.NewKeyer(cfg.IdentityHeaders)

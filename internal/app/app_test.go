@@ -364,3 +364,39 @@ func TestH2C(t *testing.T) {
 	s := subscribe(t, c, base+"/api/notifications", "Bearer alice", "")
 	s.expect(t, "snapshot", has(`"id":1`))
 }
+
+// TestMaxConnectionsKeepsPassThrough: over the stream cap, streams get 503
+// with Retry-After while ordinary requests still pass through.
+func TestMaxConnectionsKeepsPassThrough(t *testing.T) {
+	up := newUpstream()
+	defer up.Close()
+	up.Add("alice", `{"id":1}`)
+	g := startGateway(t, up.URL, "SSEGATE_MAX_CONNECTIONS=1")
+	c := g.client(t)
+	s := subscribe(t, c, g.base+"/api/notifications", "Bearer alice", "")
+	s.next(t)
+
+	req, _ := http.NewRequest(http.MethodGet, g.base+"/api/notifications", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer alice")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("second stream: got %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+
+	req, _ = http.NewRequest(http.MethodGet, g.base+"/api/notifications", nil)
+	req.Header.Set("Authorization", "Bearer alice")
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"id":1`) {
+		t.Errorf("pass-through at the stream cap: got %d %q, want 200 with the list", resp.StatusCode, body)
+	}
+}

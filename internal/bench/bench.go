@@ -96,9 +96,9 @@ type Report struct {
 	Goroutines     float64 `json:"goroutines,omitempty"`
 	OpenFDs        float64 `json:"open_fds,omitempty"`
 	// At the end of the run, to compare with the idle figures above.
-	RSSEndMB      float64 `json:"rss_end_mb,omitempty"`
-	GoroutinesEnd float64 `json:"goroutines_end,omitempty"`
-	OpenFDsEnd    float64 `json:"open_fds_end,omitempty"`
+	RSSEndMB       float64 `json:"rss_end_mb,omitempty"`
+	GoroutinesEnd  float64 `json:"goroutines_end,omitempty"`
+	OpenFDsEnd     float64 `json:"open_fds_end,omitempty"`
 	CPUPer1kEvents float64 `json:"cpu_seconds_per_1k_events,omitempty"`
 
 	UpstreamPolls    int     `json:"upstream_polls,omitempty"`
