@@ -126,11 +126,18 @@ func (h *Hub) write(ctx context.Context, w http.ResponseWriter, sub *Subscriber)
 	// A write happens at least once per heartbeat, so a deadline of one
 	// heartbeat plus WriteTimeout fires only for a client that stopped
 	// reading (flow-control window full): it unblocks the Write, and the
-	// stream ends instead of holding a goroutine for ever.
-	deadline := h.opts.Heartbeat + h.opts.WriteTimeout
+	// stream ends instead of holding a goroutine for ever. On HTTP/2 each
+	// SetWriteDeadline is a message to the connection's goroutine and a
+	// timer reset, so it is re-armed only once half of WriteTimeout has
+	// passed: every write still has at least Heartbeat + WriteTimeout/2.
+	slack := h.opts.Heartbeat + h.opts.WriteTimeout
+	var armed time.Time
 	flush := func(buf []byte) error {
-		if err := rc.SetWriteDeadline(time.Now().Add(deadline)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			return err
+		if now := time.Now(); now.Sub(armed) > h.opts.WriteTimeout/2 {
+			if err := rc.SetWriteDeadline(now.Add(slack)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return err
+			}
+			armed = now
 		}
 		if _, err := w.Write(buf); err != nil {
 			return err
@@ -169,7 +176,6 @@ func (h *Hub) write(ctx context.Context, w http.ResponseWriter, sub *Subscriber)
 				}
 			}
 			h.metrics.delivered.Add(float64(n))
-			hb.Reset(h.opts.Heartbeat)
 		case <-hb.C:
 			if err := flush(heartbeat); err != nil {
 				return err
