@@ -49,6 +49,11 @@ run() {
   users-1000)   # 1,000 users on their own keys; changes for 50 users at a time
     gateway; load "gateway-users-1000-polling" -clients 1000 -users 1000 -changes 10 -change-users 50 -pause 5s -timeout 60s
     gateway; load "gateway-users-1000-nudged"  -clients 1000 -users 1000 -changes 10 -change-users 50 -pause 5s -nudge-token $TOKEN ;;
+  users-1000-budget)   # the same under a budget below direct polling's 16.7 rps; 5 users change at a time
+    gateway SSEGATE_UPSTREAM_MAX_RPS=10 SSEGATE_POLL_INTERVAL_MAX=60s
+    load "gateway-users-1000-budget-polling" -clients 1000 -users 1000 -changes 3 -change-users 5 -pause 5s -timeout 150s
+    gateway SSEGATE_UPSTREAM_MAX_RPS=10 SSEGATE_POLL_INTERVAL_MAX=60s
+    load "gateway-users-1000-budget-nudged"  -clients 1000 -users 1000 -changes 10 -change-users 5 -pause 5s -nudge-token $TOKEN ;;
   soak-15000)   # 15,000 clients for 10 minutes, a change every 30 s
     gateway; load "gateway-$1" -clients 15000 -changes 21 -pause 30s -nudge-token $TOKEN ;;
   *) echo "unknown scenario $1"; exit 2 ;;
@@ -56,5 +61,5 @@ run() {
   stop_server
 }
 
-if [ $# -eq 0 ]; then set -- conn-1000 conn-5000 conn-15000 mux-100000 users-1000; fi
+if [ $# -eq 0 ]; then set -- conn-1000 conn-5000 conn-15000 mux-100000 users-1000 users-1000-budget soak-15000; fi
 for s in "$@"; do run "$s"; done

@@ -82,7 +82,7 @@ func (ep Epoch) appendID(dst []byte, id ID) []byte {
 // empty, malformed, or from another process.
 func (ep Epoch) Parse(s string) (ID, bool) {
 	rest, ok := strings.CutPrefix(s, string(ep)+"-")
-	if !ok || rest == "" || len(rest) > 20 {
+	if !ok || rest == "" || len(rest) > 20 || rest[0] == '0' { // only what Format writes
 		return 0, false
 	}
 	n, err := strconv.ParseUint(rest, 10, 64)

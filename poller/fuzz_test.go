@@ -1,0 +1,268 @@
+package poller_test
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ssegate/ssegate/config"
+	"github.com/ssegate/ssegate/poller"
+	"github.com/ssegate/ssegate/stream"
+)
+
+var diffSeeds = [][2]string{
+	{`[{"id":1}]`, `[{"id":2},{"id":1,"x":2}]`},
+	{`[]`, `[{"id":"a"}]`},
+	{`{"a":[1,2,3],"b":{"c":null}}`, `{"a":[3,1],"b":{"c":[{}]},"d":"~/"}`},
+	{`[1,2,3]`, `[3,2,1,0]`},
+	{`{"a/b":{"~":1}}`, `{"a/b":{"~":2,"":3}}`},
+	{`"x"`, `7`},
+}
+
+// FuzzDiffItems: applying the created, updated and deleted events to the
+// old items gives the new items.
+func FuzzDiffItems(f *testing.F) {
+	for _, s := range diffSeeds {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffItems})
+		if _, err := d.Next([]byte(a)); err != nil {
+			return // not an items body: nothing to check
+		}
+		changes, err := d.Next([]byte(b))
+		if err != nil {
+			if !errors.Is(err, poller.ErrInvalidBody) {
+				t.Fatalf("unexpected error kind: %v", err)
+			}
+			return
+		}
+		state := itemsByID(t, a)
+		for _, c := range changes {
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal(c.Data, &obj); err != nil {
+				t.Fatalf("%s event data %s is not an object", c.Kind, c.Data)
+			}
+			id := compactJSON(t, obj["id"])
+			switch c.Kind {
+			case stream.KindCreated, stream.KindUpdated:
+				state[id] = compactJSON(t, c.Data)
+			case stream.KindDeleted:
+				delete(state, id)
+			default:
+				t.Fatalf("unexpected %s event in items mode", c.Kind)
+			}
+		}
+		if want := itemsByID(t, b); !reflect.DeepEqual(state, want) {
+			t.Fatalf("old %s + events %s\n got %v\nwant %v", a, render(changes), state, want)
+		}
+	})
+}
+
+func itemsByID(t *testing.T, body string) map[string]string {
+	var arr []map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(body), &arr); err != nil {
+		t.Fatalf("items body %s: %v", body, err)
+	}
+	out := map[string]string{}
+	for _, it := range arr {
+		raw, _ := json.Marshal(it)
+		out[compactJSON(t, it["id"])] = canonical(t, raw)
+	}
+	return out
+}
+
+// compactJSON is raw with insignificant space removed.
+func compactJSON(t *testing.T, raw []byte) string {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("%s: %v", raw, err)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func canonical(t *testing.T, raw []byte) string { return compactJSON(t, raw) }
+
+// FuzzDiffPatch: applying the patch events (RFC 6902) to the old document
+// gives the new one.
+func FuzzDiffPatch(f *testing.F) {
+	for _, s := range diffSeeds {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffPatch})
+		if _, err := d.Next([]byte(a)); err != nil {
+			return
+		}
+		changes, err := d.Next([]byte(b))
+		if err != nil {
+			return // b is not JSON
+		}
+		var doc any
+		json.Unmarshal([]byte(a), &doc)
+		for _, c := range changes {
+			if c.Kind != stream.KindPatch {
+				t.Fatalf("unexpected %s event in patch mode", c.Kind)
+			}
+			var ops []patchOp
+			if err := json.Unmarshal(c.Data, &ops); err != nil {
+				t.Fatalf("patch %s: %v", c.Data, err)
+			}
+			for _, op := range ops {
+				doc, err = applyOp(doc, op)
+				if err != nil {
+					t.Fatalf("applying %+v to %s: %v", op, a, err)
+				}
+			}
+		}
+		var want any
+		json.Unmarshal([]byte(b), &want)
+		if !reflect.DeepEqual(doc, want) {
+			t.Fatalf("old %s + patch %s\n got %v\nwant %v", a, render(changes), doc, want)
+		}
+	})
+}
+
+type patchOp struct {
+	Op    string          `json:"op"`
+	Path  string          `json:"path"`
+	From  string          `json:"from"`
+	Value json.RawMessage `json:"value"`
+}
+
+// applyOp applies one RFC 6902 operation; a test-only applier, so that the
+// check does not trust the library that made the patch.
+func applyOp(doc any, op patchOp) (any, error) {
+	var val any
+	if op.Value != nil {
+		if err := json.Unmarshal(op.Value, &val); err != nil {
+			return nil, err
+		}
+	}
+	switch op.Op {
+	case "add":
+		return put(doc, tokens(op.Path), val, true)
+	case "replace":
+		return put(doc, tokens(op.Path), val, false)
+	case "remove":
+		return del(doc, tokens(op.Path))
+	case "move", "copy":
+		v, err := get(doc, tokens(op.From))
+		if err != nil {
+			return nil, err
+		}
+		if op.Op == "move" {
+			if doc, err = del(doc, tokens(op.From)); err != nil {
+				return nil, err
+			}
+		}
+		return put(doc, tokens(op.Path), deepCopy(v), true)
+	case "test":
+		return doc, nil
+	}
+	return nil, errors.New("unknown op " + op.Op)
+}
+
+func deepCopy(v any) any {
+	b, _ := json.Marshal(v)
+	var out any
+	json.Unmarshal(b, &out)
+	return out
+}
+
+func tokens(p string) []string {
+	if p == "" {
+		return nil
+	}
+	parts := strings.Split(p[1:], "/")
+	for i, s := range parts {
+		parts[i] = strings.ReplaceAll(strings.ReplaceAll(s, "~1", "/"), "~0", "~")
+	}
+	return parts
+}
+
+func get(doc any, path []string) (any, error) {
+	for _, tok := range path {
+		switch c := doc.(type) {
+		case map[string]any:
+			v, ok := c[tok]
+			if !ok {
+				return nil, errors.New("no member " + tok)
+			}
+			doc = v
+		case []any:
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(c) {
+				return nil, errors.New("no element " + tok)
+			}
+			doc = c[i]
+		default:
+			return nil, errors.New("not a container at " + tok)
+		}
+	}
+	return doc, nil
+}
+
+// put sets (insert: adds) val at path and returns the new document.
+func put(doc any, path []string, val any, insert bool) (any, error) {
+	if len(path) == 0 {
+		return val, nil
+	}
+	parent, err := get(doc, path[:len(path)-1])
+	if err != nil {
+		return nil, err
+	}
+	last := path[len(path)-1]
+	switch c := parent.(type) {
+	case map[string]any:
+		c[last] = val
+		return doc, nil
+	case []any:
+		i := len(c)
+		if last != "-" {
+			if i, err = strconv.Atoi(last); err != nil || i < 0 || i > len(c) || !insert && i == len(c) {
+				return nil, errors.New("bad index " + last)
+			}
+		}
+		var next []any
+		if insert {
+			next = append(append(append([]any{}, c[:i]...), val), c[i:]...)
+		} else {
+			next = append([]any{}, c...)
+			next[i] = val
+		}
+		return put(doc, path[:len(path)-1], next, false)
+	}
+	return nil, errors.New("not a container")
+}
+
+func del(doc any, path []string) (any, error) {
+	if len(path) == 0 {
+		return nil, errors.New("cannot remove the root")
+	}
+	parent, err := get(doc, path[:len(path)-1])
+	if err != nil {
+		return nil, err
+	}
+	last := path[len(path)-1]
+	switch c := parent.(type) {
+	case map[string]any:
+		if _, ok := c[last]; !ok {
+			return nil, errors.New("no member " + last)
+		}
+		delete(c, last)
+		return doc, nil
+	case []any:
+		i, err := strconv.Atoi(last)
+		if err != nil || i < 0 || i >= len(c) {
+			return nil, errors.New("bad index " + last)
+		}
+		next := append(append([]any{}, c[:i]...), c[i+1:]...)
+		return put(doc, path[:len(path)-1], next, false)
+	}
+	return nil, errors.New("not a container")
+}
