@@ -71,7 +71,7 @@ func TestEpochParse(t *testing.T) {
 		{"abc-0", 0, false},
 		{"abc--1", 0, false},
 		{"abc-1x", 0, false},
-		{"abc-01", 0, false}, // not what Format writes
+		{"abc-01", 0, false},                   // not what Format writes
 		{"abd-1", 0, false},                    // another process
 		{"abc-99999999999999999999", 0, false}, // overflow
 		{"1", 0, false},
