@@ -179,4 +179,3 @@ func TestUntrustedTLSUpstream(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
