@@ -101,12 +101,14 @@ type upstream struct {
 	*legacyapi.API
 	URL   string
 	Close func()
+	// CloseConns closes the connections the gateway keeps open to it.
+	CloseConns func()
 }
 
 func newUpstream() *upstream {
 	api := legacyapi.New()
 	srv := httptest.NewServer(api)
-	return &upstream{API: api, URL: srv.URL, Close: srv.Close}
+	return &upstream{API: api, URL: srv.URL, Close: srv.Close, CloseConns: srv.CloseClientConnections}
 }
 
 func subscribe(t *testing.T, c *http.Client, url, auth, lastID string) *sub {
