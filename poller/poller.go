@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -306,6 +307,12 @@ func (p *Poller) poll(ctx context.Context, t stream.Target, st *keyState) (res r
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
+		// A *url.Error holds the whole URL, and a client's query may
+		// carry a token: keep only what went wrong, for the logs.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return result{outcome: classify(ctx, err), err: err}
 	}
 	defer resp.Body.Close()
