@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"bytes"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -97,4 +100,29 @@ func readNudge(r *http.Request) (Nudge, error) {
 		return nd, err
 	}
 	return Nudge{Path: r.Form.Get("path"), Identity: r.Form.Get("identity")}, nil
+}
+
+// SendNudge posts n to the nudge endpoint at url with the bearer token, as
+// a backend does after it writes; it succeeds on 202 Accepted.
+func SendNudge(ctx context.Context, c *http.Client, url, token string, n Nudge) error {
+	body, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("nudge: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512)) // for the error, and to reuse the connection
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("nudge: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
 }

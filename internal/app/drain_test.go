@@ -24,34 +24,8 @@ func TestDrainEndsStreamsCleanly(t *testing.T) {
 	up.Add("alice", `{"id":1}`)
 	g := startGateway(t, up.URL)
 
-	conn, err := tls.Dial("tcp", strings.TrimPrefix(g.base, "https://"), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, fr := openRawStream(t, g, "Bearer alice")
 	defer conn.Close()
-	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
-		t.Fatalf("ALPN negotiated %q, want h2", p)
-	}
-	conn.SetDeadline(time.Now().Add(failAfter))
-	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(conn, conn)
-	if err := fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{
-		{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/api/notifications"},
-		{"accept", "text/event-stream"}, {"authorization", "Bearer alice"},
-	} {
-		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
-		t.Fatal(err)
-	}
-
 	var body bytes.Buffer
 	stopped := false
 	var endStream, goAway bool
@@ -103,4 +77,38 @@ func TestDrainEndsStreamsCleanly(t *testing.T) {
 	if !strings.HasSuffix(body.String(), "\n\n") {
 		t.Errorf("stream ended mid-event: %q", body.String())
 	}
+}
+
+// openRawStream opens an HTTP/2 connection to the gateway at the frame
+// level and sends one event-stream request on stream 1; settings are the
+// client's SETTINGS.
+func openRawStream(t *testing.T, g *gateway, auth string, settings ...http2.Setting) (*tls.Conn, *http2.Framer) {
+	t.Helper()
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(g.base, "https://"), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("ALPN negotiated %q, want h2", p)
+	}
+	conn.SetDeadline(time.Now().Add(2 * failAfter))
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	if err := fr.WriteSettings(settings...); err != nil {
+		t.Fatal(err)
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{
+		{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/api/notifications"},
+		{"accept", "text/event-stream"}, {"authorization", auth},
+	} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	return conn, fr
 }

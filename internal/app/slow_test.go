@@ -1,17 +1,13 @@
 package app_test
 
 import (
-	"bytes"
-	"crypto/tls"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // TestSlowReaderIsEvicted: a client that stops reading (its HTTP/2 window
@@ -25,22 +21,8 @@ func TestSlowReaderIsEvicted(t *testing.T) {
 	g := startGateway(t, up.URL, "SSEGATE_CLIENT_BUFFER=4", "SSEGATE_HEARTBEAT_INTERVAL=1s")
 
 	// The slow client: a window of 1 KiB that it never opens again.
-	conn, err := tls.Dial("tcp", strings.TrimPrefix(g.base, "https://"), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, fr := openRawStream(t, g, "Bearer alice", http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1024})
 	defer conn.Close()
-	io.WriteString(conn, http2.ClientPreface)
-	fr := http2.NewFramer(conn, conn)
-	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1024})
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/api/notifications"},
-		{"accept", "text/event-stream"}, {"authorization", "Bearer alice"}} {
-		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
-	conn.SetReadDeadline(time.Now().Add(failAfter))
 	var maxStreams uint32
 	for maxStreams == 0 {
 		f, err := fr.ReadFrame()

@@ -6,11 +6,9 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/ssegate/ssegate/internal/legacyapi"
 	"github.com/ssegate/ssegate/internal/sse"
+	"github.com/ssegate/ssegate/proxy"
 )
 
 // Options describe one run.
@@ -506,21 +505,8 @@ func Nudger(url, token string) func(ctx context.Context, users []string) error {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: insecureTransport()}
 	return func(ctx context.Context, users []string) error {
 		for _, u := range users {
-			body, _ := json.Marshal(map[string]string{"path": legacyapi.Path, "identity": "Bearer " + u})
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-			if err != nil {
+			if err := proxy.SendNudge(ctx, client, url, token, proxy.Nudge{Path: legacyapi.Path, Identity: "Bearer " + u}); err != nil {
 				return err
-			}
-			req.Header.Set("Authorization", "Bearer "+token)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := client.Do(req)
-			if err != nil {
-				return err
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusAccepted {
-				return errors.New("nudge: " + resp.Status)
 			}
 		}
 		return nil

@@ -5,28 +5,25 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	crand "crypto/rand"
 	"crypto/tls"
 	_ "embed"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/ssegate/ssegate/config"
 	"github.com/ssegate/ssegate/internal/app"
 	"github.com/ssegate/ssegate/internal/legacyapi"
+	"github.com/ssegate/ssegate/proxy"
 )
 
 //go:embed page.html
@@ -242,30 +239,14 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger,
 // nudger posts nudges to the gateway's admin listener, or to its main
 // listener when the admin listener is off (our own certificate, on loopback).
 func nudger(l app.Listening, token string) func(context.Context, string) error {
-	target := "http://" + loopback(l.Metrics) + "/.well-known/ssegate/nudge"
+	target := "http://" + loopback(l.Metrics) + proxy.NudgePath
 	client := &http.Client{Timeout: 5 * time.Second}
 	if l.Metrics == nil {
-		target = l.Scheme + "://" + loopback(l.Main) + "/.well-known/ssegate/nudge"
+		target = l.Scheme + "://" + loopback(l.Main) + proxy.NudgePath
 		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // our own listener on loopback
 	}
 	return func(ctx context.Context, identity string) error {
-		body, _ := json.Marshal(map[string]string{"path": legacyapi.Path, "identity": identity})
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-			return errors.New("nudge: " + resp.Status + ": " + strings.TrimSpace(string(msg)))
-		}
-		return nil
+		return proxy.SendNudge(ctx, client, target, token, proxy.Nudge{Path: legacyapi.Path, Identity: identity})
 	}
 }
 
