@@ -112,3 +112,25 @@ func openRawStream(t *testing.T, g *gateway, auth string, settings ...http2.Sett
 	}
 	return conn, fr
 }
+
+// TestRestartResyncsWithSnapshot: after a restart, a client that reconnects
+// with an id from the old process gets a fresh snapshot of the current
+// state, never a resume against a history it does not share.
+func TestRestartResyncsWithSnapshot(t *testing.T) {
+	up := newUpstream()
+	defer up.Close()
+	up.Add("alice", `{"id":1}`)
+	old := startGateway(t, up.URL)
+	s := subscribe(t, old.client(t), old.base+"/api/notifications", "Bearer alice", "")
+	up.Add("alice", `{"id":2}`)
+	s.expect(t, "snapshot", has(`"id":1`))
+	last := s.expect(t, "created", has(`"id":2`)).ID
+	old.stop()
+
+	up.Add("alice", `{"id":3}`) // while no gateway ran
+	fresh := startGateway(t, up.URL)
+	back := subscribe(t, fresh.client(t), fresh.base+"/api/notifications", "Bearer alice", last)
+	back.expect(t, "snapshot", func(d string) bool {
+		return strings.Contains(d, `"id":1`) && strings.Contains(d, `"id":2`) && strings.Contains(d, `"id":3`)
+	})
+}
