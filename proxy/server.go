@@ -35,6 +35,8 @@ type ServerOptions struct {
 	H2C bool
 	// Logger receives the server's own errors (TLS handshakes and the like).
 	Logger *slog.Logger
+	// HTTP2, when set, replaces the HTTP/2 limits below (tests shorten them).
+	HTTP2 *http.HTTP2Config
 }
 
 // NewServer returns the main listener's server, HTTP/2 configured through
@@ -61,6 +63,9 @@ func NewServer(h http.Handler, opts ServerOptions) *http.Server {
 			PingTimeout:          pingTimeout,
 			WriteByteTimeout:     writeByteTimeout,
 		},
+	}
+	if opts.HTTP2 != nil {
+		srv.HTTP2 = opts.HTTP2
 	}
 	if opts.Logger != nil {
 		// TLS handshake noise from scanners is not an error of ours.
