@@ -70,6 +70,19 @@ func open(h *stream.Hub, k *stream.Keyer, path, identity, lastID string) *ssetes
 	if lastID != "" {
 		r.Header.Set("Last-Event-ID", lastID)
 	}
+	return serve(h, k, r)
+}
+
+// openFrom is open from the client address remote.
+func openFrom(h *stream.Hub, k *stream.Keyer, identity, remote string) *ssetest.Client {
+	r := httptest.NewRequest(http.MethodGet, "/n", nil)
+	r.RemoteAddr = remote
+	r.Header.Set("Authorization", identity)
+	return serve(h, k, r)
+}
+
+// serve runs r through the hub, as the proxy does, in memory.
+func serve(h *stream.Hub, k *stream.Keyer, r *http.Request) *ssetest.Client {
 	u := &url.URL{Scheme: "http", Host: "upstream", Path: r.URL.Path}
 	return ssetest.Open(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeStream(w, r, k.Target(r.URL.Path, u, r.Header))
@@ -369,17 +382,6 @@ func TestHubCloseEndsStreams(t *testing.T) {
 			t.Errorf("after Close got status %d, want 503", b.Status())
 		}
 	})
-}
-
-// openFrom is open from a given client address.
-func openFrom(h *stream.Hub, k *stream.Keyer, identity, remote string) *ssetest.Client {
-	r := httptest.NewRequest(http.MethodGet, "/n", nil)
-	r.RemoteAddr = remote
-	r.Header.Set("Authorization", identity)
-	u := &url.URL{Scheme: "http", Host: "upstream", Path: "/n"}
-	return ssetest.Open(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeStream(w, r, k.Target(r.URL.Path, u, r.Header))
-	}), r)
 }
 
 // refused checks that c was answered 503 with a Retry-After.
