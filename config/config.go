@@ -229,9 +229,12 @@ func (c *Config) Validate() error {
 	if c.UpstreamMaxRPS < 0 {
 		bad("UPSTREAM_MAX_RPS", "must be 0 (no cap) or positive, got %g", c.UpstreamMaxRPS)
 	}
-	for key, v := range map[string]int{"MAX_CONNECTIONS": c.MaxConnections, "MAX_STREAMS_PER_IP": c.MaxStreamsPerIP, "MAX_KEYS": c.MaxKeys} {
-		if v < 0 {
-			bad(key, "must be 0 (no cap) or positive, got %d", v)
+	for _, lim := range []struct {
+		key string
+		v   int
+	}{{"MAX_CONNECTIONS", c.MaxConnections}, {"MAX_STREAMS_PER_IP", c.MaxStreamsPerIP}, {"MAX_KEYS", c.MaxKeys}} {
+		if lim.v < 0 {
+			bad(lim.key, "must be 0 (no cap) or positive, got %d", lim.v)
 		}
 	}
 	if c.UpstreamConcurrency < 0 {

@@ -109,6 +109,12 @@ func TestValidationMessages(t *testing.T) {
 		{[]string{"SSEGATE_ITEMS_POINTER=items"}, `SSEGATE_ITEMS_POINTER: must be a JSON Pointer starting with /, got "items"`},
 		{[]string{"SSEGATE_IDENTITY_HEADERS=Authorization,Bad Header"}, `SSEGATE_IDENTITY_HEADERS: must be comma-separated header names`},
 		{[]string{"SSEGATE_STREAM_PATHS=/api/{bad"}, `SSEGATE_STREAM_PATHS: not an http.ServeMux pattern`},
+		{[]string{"SSEGATE_MAX_CONNECTIONS=-1"}, `SSEGATE_MAX_CONNECTIONS: must be 0 (no cap) or positive, got -1`},
+		{[]string{"SSEGATE_MAX_KEYS=-5"}, `SSEGATE_MAX_KEYS: must be 0 (no cap) or positive, got -5`},
+		{[]string{"SSEGATE_UPSTREAM_MAX_RPS=-1"}, `SSEGATE_UPSTREAM_MAX_RPS: must be 0 (no cap) or positive`},
+		{[]string{"SSEGATE_UPSTREAM_MAX_RPS=fast"}, `SSEGATE_UPSTREAM_MAX_RPS: must be a number, got "fast"`},
+		{[]string{"SSEGATE_POLL_INTERVAL_MAX=1s"}, `SSEGATE_POLL_INTERVAL_MAX: must be at least SSEGATE_POLL_INTERVAL (2s), got "1s"`},
+		{[]string{"SSEGATE_NUDGE_TOKEN=short"}, `SSEGATE_NUDGE_TOKEN: must be at least 16 characters`},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.env...)

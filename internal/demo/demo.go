@@ -214,10 +214,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger,
 	defer api.Close()
 	upstream := &url.URL{Scheme: "http", Host: ln.Addr().String()}
 
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel (defers run last first): the generator has stopped
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	return app.Run(ctx, cfg, app.Options{
 		Logger:   log,
 		Upstream: upstream,
