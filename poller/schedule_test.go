@@ -159,7 +159,7 @@ func TestIntervalStretchesAndSnapsBack(t *testing.T) {
 		body = `[{"id":1},{"id":2}]`
 		mu.Unlock()
 		n := len(starts())
-		time.Sleep(31 * time.Second) // the changed poll happens within one max interval
+		time.Sleep(36 * time.Second) // the changed poll comes within one max interval (30 s +10%), then 2 s
 		after := starts()
 		if len(after) < n+2 || !near(after[n+1].Sub(after[n]), 2*time.Second) {
 			t.Fatalf("after a change gaps %v, want 2s", gaps(after[n-1:]))
