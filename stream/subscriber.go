@@ -36,8 +36,9 @@ func LastEventID(r *http.Request) string {
 }
 
 // ServeStream answers r with the event stream of t. The response is 200 with
-// a stream, the upstream's denial (401, 403, 404), or 503 when the hub is
-// closed. A Last-Event-ID that is unknown, expired, malformed or from another
+// a stream, the upstream's denial (401, 403, 404), or 503 with Retry-After
+// over a limit (Options.MaxStreams, MaxStreamsPerIP, MaxKeys) or while the
+// hub closes. A Last-Event-ID that is unknown, expired, malformed or from another
 // process gets a fresh snapshot, never an error.
 func (h *Hub) ServeStream(w http.ResponseWriter, r *http.Request, t Target) {
 	ip := clientIP(r)
