@@ -286,7 +286,8 @@ func TestBrowser(t *testing.T) {
 			}
 		}
 		if want := len(r.Demo.API.Items("alice")); len(ids) != want {
-			t.Errorf("page lists %d items, the API %d", len(ids), want)
+			log, _ := chromedp.Run(alice.ctx, chromedp.Evaluate[string](`demo.events.map(e => e.type[0] + " " + e.id.split("-")[1] + " " + e.detail).join(" | ")`))
+			t.Errorf("page lists %d items, the API %d; the page's events: %s", len(ids), want, log)
 		}
 		// Resumed from history, not re-sent whole: the only snapshot is the first.
 		if n := alice.count(t, `demo.events.filter(e => e.type === "snapshot").length`); n != 1 {
