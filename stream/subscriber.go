@@ -54,6 +54,10 @@ func (h *Hub) ServeStream(w http.ResponseWriter, r *http.Request, t Target) {
 		return
 	}
 	defer sub.topic.leave(sub)
+	// From here on a stream the hub ends (shutdown, or evicted as slow even
+	// before its first byte) still gets 200, its backlog and a clean end:
+	// an EventSource gives up for good on any other status, but reconnects
+	// after a clean end, with its Last-Event-ID.
 
 	ctx := r.Context()
 	select {
@@ -65,12 +69,6 @@ func (h *Hub) ServeStream(w http.ResponseWriter, r *http.Request, t Target) {
 	if d := sub.denial; d != nil {
 		writeDenial(w, d)
 		return
-	}
-	select {
-	case <-sub.done:
-		h.refuse(w, ErrClosed)
-		return
-	default:
 	}
 
 	hdr := w.Header()
@@ -85,10 +83,21 @@ func (h *Hub) ServeStream(w http.ResponseWriter, r *http.Request, t Target) {
 	_ = h.write(ctx, w, sub) // a write error means the client left: nothing to do
 }
 
-// refuse answers a stream the hub cannot take now with 503 and a
-// Retry-After; an EventSource does not retry a 503, but the page's code can.
+// refuse answers a stream the hub cannot take now. Over a limit that is 503
+// with Retry-After (an EventSource does not retry it; the page's code can).
+// While the hub closes it is 200 with the retry field and an immediate end,
+// so that the EventSource reconnects, to another instance behind the load
+// balancer, instead of giving up.
 func (h *Hub) refuse(w http.ResponseWriter, err error) {
-	reason := "shutdown"
+	if errors.Is(err, ErrClosed) {
+		h.metrics.rejected.WithLabelValues("shutdown").Inc()
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(h.retry) // ending the stream is the message
+		return
+	}
+	var reason string
 	switch {
 	case errors.Is(err, ErrTooManyStreams):
 		reason = "max_connections"
