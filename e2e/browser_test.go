@@ -21,7 +21,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/ssegate/ssegate/config"
+	"github.com/ssegate/ssegate/internal/apptest"
 	"github.com/ssegate/ssegate/internal/demo"
 	"github.com/ssegate/ssegate/internal/legacyapi"
 )
@@ -43,25 +43,19 @@ func chromium(t *testing.T) string {
 // changes: the test makes every change itself.
 func startDemo(t *testing.T, env ...string) demo.Ready {
 	t.Helper()
-	cfg, err := config.Load(append([]string{
+	cfg := apptest.Config(t, append([]string{
 		"SSEGATE_DEMO=true",
 		"SSEGATE_LISTEN_ADDR=127.0.0.1:0",
 		"SSEGATE_METRICS_ADDR=127.0.0.1:0",
 		"SSEGATE_CERT_DIR=" + t.TempDir(),
 		"SSEGATE_POLL_INTERVAL=500ms",
 		"SSEGATE_RETRY=500ms",
-	}, env...))
-	if err == nil {
-		err = cfg.Validate()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, env...)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan demo.Ready, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- demo.Run(ctx, cfg, demo.Options{Every: time.Hour}, nil, func(r demo.Ready) { ready <- r })
+		done <- demo.Run(ctx, cfg, demo.Options{Every: time.Hour}, func(r demo.Ready) { ready <- r })
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	select {

@@ -160,13 +160,6 @@ func (h *Hub) Epoch() Epoch { return h.epoch }
 
 func (h *Hub) nextID() ID { return ID(h.lastID.Add(1)) }
 
-// Keys is the number of keys with a running source.
-func (h *Hub) Keys() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.topics)
-}
-
 // admit counts a stream from ip against the limits; release undoes it.
 func (h *Hub) admit(ip string) error {
 	h.mu.Lock()

@@ -56,9 +56,6 @@ func NewKeyer(identityHeaders []string) *Keyer {
 	return k
 }
 
-// IdentityHeaders returns the canonical names of the identity headers.
-func (k *Keyer) IdentityHeaders() []string { return k.headers }
-
 // Target builds the target for a client's request path, the upstream URL it
 // maps to and the client's headers. The query of u must already be
 // normalised (see NormalizeQuery).

@@ -58,8 +58,13 @@ func newTopic(h *Hub, t Target, cancel context.CancelFunc) *topic {
 
 func (t *topic) signal(s Signal) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.raiseLocked(s)
+}
+
+// raiseLocked records s and wakes the source; t.mu must be held.
+func (t *topic) raiseLocked(s Signal) {
 	t.signals |= s
-	t.mu.Unlock()
 	select {
 	case t.sigCh <- struct{}{}:
 	default: // a token is already waiting
@@ -112,11 +117,7 @@ func (t *topic) join(last ID) *Subscriber {
 	}
 	t.subs[sub] = struct{}{}
 	if len(t.subs) > 1 {
-		t.signals |= SignalSubscriber
-		select {
-		case t.sigCh <- struct{}{}:
-		default:
-		}
+		t.raiseLocked(SignalSubscriber)
 	}
 	return sub
 }

@@ -15,7 +15,7 @@ func runGateway(ctx context.Context, cfg config.Config, log *slog.Logger, stdout
 	if !cfg.Demo {
 		return app.Run(ctx, cfg, app.Options{Logger: log})
 	}
-	return demo.Run(ctx, cfg, demo.Options{Logger: log}, log, func(r demo.Ready) {
+	return demo.Run(ctx, cfg, demo.Options{Logger: log}, func(r demo.Ready) {
 		fmt.Fprintf(stdout, "\nssegate demo is running. Open %s\n(the certificate is self-signed: accept it once, or see README, \"TLS\")\n\n", r.URL)
 	})
 }

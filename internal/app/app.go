@@ -31,10 +31,9 @@ import (
 
 // Listening tells where a started gateway listens.
 type Listening struct {
-	Main     net.Addr
-	Metrics  net.Addr // nil when disabled
-	Upstream *url.URL
-	Scheme   string // https, or http with H2C
+	Main    net.Addr
+	Metrics net.Addr // nil when disabled
+	Scheme  string   // https, or http with H2C
 }
 
 // Options are the parts of a run that do not come from the environment.
@@ -181,7 +180,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if tlsConf == nil {
 		scheme = "http"
 	}
-	l := Listening{Main: ln.Addr(), Upstream: upstream, Scheme: scheme}
+	l := Listening{Main: ln.Addr(), Scheme: scheme}
 	if adminLn != nil {
 		l.Metrics = adminLn.Addr()
 	}

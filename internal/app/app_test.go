@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/ssegate/ssegate/certs"
-	"github.com/ssegate/ssegate/config"
 	"github.com/ssegate/ssegate/internal/app"
+	"github.com/ssegate/ssegate/internal/apptest"
 	"github.com/ssegate/ssegate/internal/legacyapi"
 	"github.com/ssegate/ssegate/internal/sse"
 )
@@ -41,13 +41,7 @@ func startGateway(t *testing.T, upstream string, env ...string) *gateway {
 		"SSEGATE_POLL_INTERVAL=200ms",
 		"SSEGATE_SHUTDOWN_TIMEOUT=5s",
 	}, env...)
-	cfg, err := config.Load(vars)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := apptest.Config(t, vars...)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan app.Listening, 1)
 	done := make(chan error, 1)

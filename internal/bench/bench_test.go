@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssegate/ssegate/config"
 	"github.com/ssegate/ssegate/internal/app"
+	"github.com/ssegate/ssegate/internal/apptest"
 	"github.com/ssegate/ssegate/internal/bench"
 )
 
@@ -23,22 +23,16 @@ func TestSmoke(t *testing.T) {
 	defer upSrv.Close()
 
 	const token = "smoke-test-token-0123456789"
-	cfg, err := config.Load([]string{
-		"SSEGATE_UPSTREAM_URL=" + upSrv.URL,
+	cfg := apptest.Config(t,
+		"SSEGATE_UPSTREAM_URL="+upSrv.URL,
 		"SSEGATE_LISTEN_ADDR=127.0.0.1:0",
 		"SSEGATE_METRICS_ADDR=127.0.0.1:0",
-		"SSEGATE_CERT_DIR=" + t.TempDir(),
-		"SSEGATE_NUDGE_TOKEN=" + token,
+		"SSEGATE_CERT_DIR="+t.TempDir(),
+		"SSEGATE_NUDGE_TOKEN="+token,
 		// No interval polls during the run: every poll is a nudged one, so
 		// the count is exact.
 		"SSEGATE_POLL_INTERVAL=10m", "SSEGATE_POLL_INTERVAL_MAX=10m", "SSEGATE_MAX_BACKOFF=10m",
-	})
-	if err == nil {
-		err = cfg.Validate()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan app.Listening, 1)
 	done := make(chan error, 1)

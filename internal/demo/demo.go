@@ -197,8 +197,9 @@ type Ready struct {
 
 // Run serves the demo API on a loopback port and the gateway in front of it
 // until ctx is done. cfg is the gateway's configuration; its upstream is
-// the demo's, and a nudge token is made up when none is set.
-func Run(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger, onReady func(Ready)) error {
+// the demo's, and a nudge token is made up when none is set. opts.Logger
+// receives the gateway's logs too.
+func Run(ctx context.Context, cfg config.Config, opts Options, onReady func(Ready)) error {
 	if cfg.NudgeToken == "" {
 		b := make([]byte, 16)
 		crand.Read(b) // never fails (crypto/rand since Go 1.24)
@@ -219,7 +220,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	return app.Run(ctx, cfg, app.Options{
-		Logger:   log,
+		Logger:   opts.Logger,
 		Upstream: upstream,
 		OnReady: func(l app.Listening) {
 			d.SetNudge(nudger(l, cfg.NudgeToken))

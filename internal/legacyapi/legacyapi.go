@@ -69,7 +69,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body []byte
 	var etag string
 	if l != nil {
-		body, etag = l.encode(), fmt.Sprintf(`"%s-%d"`, strconv.Quote(user)[1:len(strconv.Quote(user))-1], l.version)
+		body, etag = l.encode(), strconv.Quote(fmt.Sprintf("%s-%d", user, l.version))
 	}
 	a.mu.Unlock()
 

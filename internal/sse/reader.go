@@ -31,9 +31,6 @@ type Reader struct {
 // NewReader returns a Reader of r.
 func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReaderSize(r, 64<<10)} }
 
-// LastEventID is the ID a reconnecting client would send.
-func (p *Reader) LastEventID() string { return p.lastID }
-
 // Next returns the next dispatched event. At the end of the stream it
 // returns io.EOF; an incomplete event at the end is discarded, as browsers
 // do.
