@@ -94,6 +94,8 @@ type Config struct {
 	ItemIDField string `env:"ITEM_ID_FIELD" envDefault:"id" help:"field that identifies an item in items mode"`
 	// HistorySize is how many events per key are kept for resume. Default 1000.
 	HistorySize int `env:"HISTORY_SIZE" envDefault:"1000" help:"events kept per key for Last-Event-ID resume"`
+	// HistoryBytes bounds the encoded events kept per key. Default 256 KiB.
+	HistoryBytes int `env:"HISTORY_BYTES" envDefault:"262144" help:"bytes of encoded events kept per key for Last-Event-ID resume"`
 	// ClientBuffer is how many events may wait for one slow client. Default 256.
 	ClientBuffer int `env:"CLIENT_BUFFER" envDefault:"256" help:"events queued for one client before it is evicted as slow"`
 	// Retry is the reconnect delay sent to clients in the retry field. Default 3s.
@@ -255,6 +257,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HistorySize < 1 {
 		bad("HISTORY_SIZE", "must be at least 1, got %d", c.HistorySize)
+	}
+	if c.HistoryBytes < 1 {
+		bad("HISTORY_BYTES", "must be at least 1, got %d", c.HistoryBytes)
 	}
 	if c.ClientBuffer < 1 {
 		bad("CLIENT_BUFFER", "must be at least 1, got %d", c.ClientBuffer)

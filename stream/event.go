@@ -10,6 +10,8 @@ package stream
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/binary"
 	"strconv"
 	"strings"
 )
@@ -46,26 +48,41 @@ type Change struct {
 	Data []byte
 }
 
-// Event is a published change with its ID and its encoding on the wire.
+// Event is a published change: its ID, its kind and its encoding on the
+// wire, which is all that is kept of it. The wire bytes are shared by every
+// subscriber and the history, so an event costs its payload once.
 type Event struct {
 	ID   ID
 	Kind Kind
-	Data []byte
 	wire []byte
 }
 
-// Wire returns the event's SSE encoding, shared by all subscribers: callers
-// must not modify it.
-func (e *Event) Wire() []byte { return e.wire }
+// NewEvent encodes one event of epoch ep.
+func NewEvent(ep Epoch, id ID, kind Kind, data []byte) *Event {
+	return &Event{ID: id, Kind: kind, wire: AppendEvent(nil, ep, id, kind, data)}
+}
 
-// ID identifies an event within one gateway process. IDs increase and are
-// never reused while the process lives. On the wire an ID carries the
-// process's epoch so that an ID from an earlier process is recognised as
-// unknown instead of being confused with one of ours.
+// Size is the event's encoded length, what it costs in the history.
+func (e *Event) Size() int { return len(e.wire) }
+
+// ID is an event's sequence number within one key's epoch. IDs of a key
+// increase from 1 and are never reused within the epoch. On the wire an ID
+// carries the epoch, so that an ID from another key, an earlier life of the
+// key or another process is recognised as unknown instead of being confused
+// with one of ours.
 type ID uint64
 
-// Epoch tells the IDs of one process apart from those of another.
+// Epoch names one life of one key's event sequence. Each key draws a random
+// epoch when it starts, so its IDs reveal nothing about other keys (how many
+// events they had) and two processes never share one.
 type Epoch string
+
+// NewEpoch draws a random epoch: 64 bits from crypto/rand, in base 36.
+func NewEpoch() Epoch {
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand since Go 1.24)
+	return Epoch(strconv.FormatUint(binary.BigEndian.Uint64(b[:]), 36))
+}
 
 // Format returns the wire form "<epoch>-<decimal id>".
 func (ep Epoch) Format(id ID) string {

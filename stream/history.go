@@ -2,42 +2,57 @@ package stream
 
 import "sort"
 
-// History is a bounded, ordered log of one key's events for resume.
+// History is a bounded, ordered log of one key's events for resume, bounded
+// both by count and by the bytes of the events' wire encodings.
 //
 // Besides the retained events it remembers its floor: the ID of the state
 // just before the oldest retained event (the ID the key's first snapshot was
-// sent with, or the last event that fell out of the ring). A client whose
-// Last-Event-ID is the floor or a retained event can resume exactly; any other
-// ID needs a fresh snapshot.
+// sent with, or the last event that fell out). A client whose Last-Event-ID
+// is the floor or a retained event can resume exactly; any other ID needs a
+// fresh snapshot.
 type History struct {
-	ring  []*Event
-	start int // index of the oldest event in ring
-	n     int // events retained
-	floor ID
+	ring     []*Event
+	start    int // index of the oldest event in ring
+	n        int // events retained
+	bytes    int // sum of the retained events' Size
+	maxBytes int // 0: no byte bound
+	floor    ID
 }
 
-// NewHistory returns an empty history that retains up to size events.
-func NewHistory(size int) *History {
-	return &History{ring: make([]*Event, size)}
+// NewHistory returns an empty history that retains up to size events and up
+// to maxBytes of their encodings (0: no byte bound). An event larger than
+// maxBytes is not retained at all: it becomes the floor at once.
+func NewHistory(size, maxBytes int) *History {
+	return &History{ring: make([]*Event, size), maxBytes: maxBytes}
 }
 
 // Reset forgets every event; id becomes the only known point.
 func (h *History) Reset(id ID) {
 	clear(h.ring)
-	h.start, h.n, h.floor = 0, 0, id
+	h.start, h.n, h.bytes, h.floor = 0, 0, 0, id
 }
 
-// Append adds e, whose ID must be larger than Last, dropping the oldest event
-// when full.
+// Append adds e, whose ID must be larger than Last, dropping the oldest
+// events while over either bound.
 func (h *History) Append(e *Event) {
 	if h.n == len(h.ring) {
-		h.floor = h.ring[h.start].ID
-		h.ring[h.start] = e
-		h.start = (h.start + 1) % len(h.ring)
-		return
+		h.dropOldest()
 	}
 	h.ring[(h.start+h.n)%len(h.ring)] = e
 	h.n++
+	h.bytes += e.Size()
+	for h.maxBytes > 0 && h.bytes > h.maxBytes {
+		h.dropOldest()
+	}
+}
+
+func (h *History) dropOldest() {
+	e := h.ring[h.start]
+	h.floor = e.ID
+	h.bytes -= e.Size()
+	h.ring[h.start] = nil
+	h.start = (h.start + 1) % len(h.ring)
+	h.n--
 }
 
 // Last is the ID of the newest known state.
@@ -50,6 +65,9 @@ func (h *History) Last() ID {
 
 // Len is the number of retained events.
 func (h *History) Len() int { return h.n }
+
+// Bytes is the retained events' total Size.
+func (h *History) Bytes() int { return h.bytes }
 
 func (h *History) at(i int) *Event { return h.ring[(h.start+i)%len(h.ring)] }
 

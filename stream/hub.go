@@ -5,9 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,6 +71,9 @@ var (
 type Options struct {
 	// HistorySize is the events kept per key for resume. Default 1000.
 	HistorySize int
+	// HistoryBytes bounds the encoded events kept per key for resume.
+	// Default 256 KiB: 10,000 keys hold at most 2.5 GiB of history.
+	HistoryBytes int
 	// ClientBuffer is the events queued per subscriber before it is evicted
 	// as slow. Default 256.
 	ClientBuffer int
@@ -106,6 +107,9 @@ func (o *Options) setDefaults() {
 	if o.HistorySize <= 0 {
 		o.HistorySize = 1000
 	}
+	if o.HistoryBytes <= 0 {
+		o.HistoryBytes = 256 << 10
+	}
 	if o.ClientBuffer <= 0 {
 		o.ClientBuffer = 256
 	}
@@ -122,9 +126,7 @@ func (o *Options) setDefaults() {
 type Hub struct {
 	src     Source
 	opts    Options
-	epoch   Epoch
 	metrics *metrics
-	lastID  atomic.Uint64
 	retry   []byte // the encoded retry field every stream starts with
 
 	ctx    context.Context // parent of every source's context
@@ -145,7 +147,6 @@ func NewHub(src Source, opts Options) *Hub {
 	return &Hub{
 		src:     src,
 		opts:    opts,
-		epoch:   Epoch(strconv.FormatInt(time.Now().UnixMilli(), 36)),
 		metrics: newMetrics(opts.Registerer),
 		retry:   AppendRetry(nil, opts.Retry.Milliseconds()),
 		ctx:     ctx,
@@ -154,11 +155,6 @@ func NewHub(src Source, opts Options) *Hub {
 		perIP:   make(map[string]int),
 	}
 }
-
-// Epoch returns the prefix of this hub's event IDs.
-func (h *Hub) Epoch() Epoch { return h.epoch }
-
-func (h *Hub) nextID() ID { return ID(h.lastID.Add(1)) }
 
 // admit counts a stream from ip against the limits; release undoes it.
 func (h *Hub) admit(ip string) error {
@@ -187,8 +183,9 @@ func (h *Hub) release(ip string) {
 }
 
 // subscribe adds a subscriber to the key's topic, creating the topic and
-// starting its source when it is the first.
-func (h *Hub) subscribe(t Target, last ID) (*Subscriber, error) {
+// starting its source when it is the first. lastEventID is the client's
+// resume point as sent.
+func (h *Hub) subscribe(t Target, lastEventID string) (*Subscriber, error) {
 	for {
 		h.mu.Lock()
 		if h.closed {
@@ -204,7 +201,7 @@ func (h *Hub) subscribe(t Target, last ID) (*Subscriber, error) {
 			tp = h.startTopic(t)
 		}
 		h.mu.Unlock()
-		if sub := tp.join(last); sub != nil {
+		if sub := tp.join(lastEventID); sub != nil {
 			return sub, nil
 		}
 		// The topic expired between the lookup and the join: look again.

@@ -22,8 +22,14 @@ type Subscriber struct {
 	denial  *Denial // set before done is closed on a denial
 }
 
-// maxBatch bounds the events gathered into one write and flush.
-const maxBatch = 64
+// maxBatch and maxChunk bound what is gathered into one write and flush:
+// a batch of small events costs one flush, and a resume of a long history
+// never costs a buffer the size of the history. A larger event is written
+// from its shared encoding as it is.
+const (
+	maxBatch = 64
+	maxChunk = 32 << 10
+)
 
 // LastEventID returns the client's resume point: the Last-Event-ID header
 // (what EventSource sends on reconnect), or the lastEventId query parameter
@@ -47,8 +53,7 @@ func (h *Hub) ServeStream(w http.ResponseWriter, r *http.Request, t Target) {
 		return
 	}
 	defer h.release(ip)
-	last, _ := h.epoch.Parse(LastEventID(r))
-	sub, err := h.subscribe(t, last)
+	sub, err := h.subscribe(t, LastEventID(r))
 	if err != nil {
 		h.refuse(w, err)
 		return
@@ -66,9 +71,15 @@ func (h *Hub) ServeStream(w http.ResponseWriter, r *http.Request, t Target) {
 	case <-ctx.Done():
 		return
 	}
-	if d := sub.denial; d != nil {
-		writeDenial(w, d)
-		return
+	// sub.denial is written before done is closed, and only then may it be
+	// read: the topic may be denied while this request passed on ready.
+	select {
+	case <-sub.done:
+		if d := sub.denial; d != nil {
+			writeDenial(w, d)
+			return
+		}
+	default:
 	}
 
 	hdr := w.Header()
@@ -155,11 +166,29 @@ func (h *Hub) write(ctx context.Context, w http.ResponseWriter, sub *Subscriber)
 		return rc.Flush()
 	}
 
-	buf := append([]byte(nil), h.retry...)
+	// The retry field and the backlog (a snapshot, or the events missed),
+	// in chunks of at most maxChunk unless one event is larger.
+	var buf []byte
+	pending, copied := h.retry, false // pending may alias a shared encoding
 	for _, e := range sub.backlog {
-		buf = append(buf, e.wire...)
+		if len(pending)+len(e.wire) > maxChunk {
+			if err := flush(pending); err != nil {
+				return err
+			}
+			pending, copied = nil, false
+		}
+		switch {
+		case len(pending) == 0:
+			pending = e.wire // no copy while it stays alone
+		case !copied:
+			buf = append(append(buf[:0], pending...), e.wire...)
+			pending, copied = buf, true
+		default:
+			buf = append(buf, e.wire...)
+			pending = buf
+		}
 	}
-	if err := flush(buf); err != nil {
+	if err := flush(pending); err != nil {
 		return err
 	}
 	h.metrics.delivered.Add(float64(len(sub.backlog)))
@@ -172,13 +201,13 @@ func (h *Hub) write(ctx context.Context, w http.ResponseWriter, sub *Subscriber)
 		case e := <-sub.queue:
 			// Gather what is already queued into one write and one flush.
 			n := 1
-			if len(sub.queue) == 0 {
+			if len(sub.queue) == 0 || len(e.wire) >= maxChunk {
 				if err := flush(e.wire); err != nil {
 					return err
 				}
 			} else {
 				buf = append(buf[:0], e.wire...)
-				for ; n < maxBatch && len(sub.queue) > 0; n++ {
+				for ; n < maxBatch && len(sub.queue) > 0 && len(buf) < maxChunk; n++ {
 					buf = append(buf, (<-sub.queue).wire...)
 				}
 				if err := flush(buf); err != nil {

@@ -28,11 +28,14 @@ type topic struct {
 	target Target
 	cancel context.CancelFunc
 
+	epoch Epoch // this life of the key's IDs; fixed at creation
+
 	mu      sync.Mutex
 	state   topicState
 	ready   chan struct{} // closed once the first poll's outcome is known
 	body    []byte
 	snap    *Event // snapshot of (history.Last(), body); nil when stale
+	lastID  ID     // the newest ID issued
 	history *History
 	subs    map[*Subscriber]struct{}
 	denial  *Denial
@@ -49,8 +52,9 @@ func newTopic(h *Hub, t Target, cancel context.CancelFunc) *topic {
 		hub:     h,
 		target:  t,
 		cancel:  cancel,
+		epoch:   NewEpoch(),
 		ready:   make(chan struct{}),
-		history: NewHistory(h.opts.HistorySize),
+		history: NewHistory(h.opts.HistorySize, h.opts.HistoryBytes),
 		subs:    make(map[*Subscriber]struct{}),
 		sigCh:   make(chan struct{}, 1),
 	}
@@ -91,9 +95,11 @@ func (t *topic) closeReady() {
 	}
 }
 
-// join adds a subscriber resuming after last (0: none). It returns nil when
-// the topic was removed meanwhile.
-func (t *topic) join(last ID) *Subscriber {
+// join adds a subscriber resuming after the wire ID last ("": none; an ID
+// of another epoch gets a snapshot). It returns nil when the topic was
+// removed meanwhile.
+func (t *topic) join(lastEventID string) *Subscriber {
+	last, _ := t.epoch.Parse(lastEventID)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.removed {
@@ -162,11 +168,14 @@ func (t *topic) end(sub *Subscriber, reason string) {
 // it once per state however many clients join.
 func (t *topic) snapshotLocked() *Event {
 	if t.snap == nil {
-		id := t.history.Last()
-		t.snap = &Event{ID: id, Kind: KindSnapshot, Data: t.body}
-		t.snap.wire = AppendEvent(nil, t.hub.epoch, id, KindSnapshot, t.body)
+		t.snap = NewEvent(t.epoch, t.history.Last(), KindSnapshot, t.body)
 	}
 	return t.snap
+}
+
+func (t *topic) nextIDLocked() ID {
+	t.lastID++
+	return t.lastID
 }
 
 // Publish implements Publisher.
@@ -180,18 +189,52 @@ func (t *topic) Publish(body []byte, changes []Change) {
 	if t.state != stateLive {
 		// First body: every waiting subscriber starts with it.
 		t.state = stateLive
-		t.history.Reset(t.hub.nextID())
+		t.history.Reset(t.nextIDLocked())
 		t.fanout(t.snapshotLocked())
 		t.closeReady()
 		return
 	}
+	if t.flood(changes) {
+		// More events than a client's queue or the history could take:
+		// one snapshot instead, so that nobody is evicted for the
+		// upstream's burst and every client can still resume.
+		t.hub.opts.Logger.Debug("burst published as one snapshot", "key", t.target.Key.String(), "events", len(changes))
+		changes = []Change{{Kind: KindSnapshot, Data: body}}
+	}
 	for _, c := range changes {
-		id := t.hub.nextID()
-		e := &Event{ID: id, Kind: c.Kind, Data: c.Data, wire: AppendEvent(nil, t.hub.epoch, id, c.Kind, c.Data)}
+		e := NewEvent(t.epoch, t.nextIDLocked(), c.Kind, c.Data)
 		t.history.Append(e)
 		t.hub.metrics.published[c.Kind].Inc()
 		t.fanout(e)
+		if c.Kind == KindSnapshot {
+			// It holds the whole new body: clients that join now get it
+			// too, instead of a second encoding of the same bytes.
+			t.snap = e
+		} else {
+			t.snap = nil
+		}
 	}
+}
+
+// flood reports whether changes are more than a subscriber's queue holds, or
+// more than the history keeps (by count or by bytes, roughly: the encoding
+// adds a few bytes per line).
+func (t *topic) flood(changes []Change) bool {
+	o := &t.hub.opts
+	if len(changes) <= 1 {
+		return false
+	}
+	if len(changes) > o.ClientBuffer || len(changes) > o.HistorySize {
+		return true
+	}
+	if o.HistoryBytes <= 0 {
+		return false
+	}
+	n := 0
+	for _, c := range changes {
+		n += len(c.Data)
+	}
+	return n > o.HistoryBytes
 }
 
 // fanout queues e for every subscriber, evicting those whose queue is full:

@@ -128,6 +128,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	defer src.Close() // after hub.Close (deferred below) has stopped the keys
 	hub := stream.NewHub(src, stream.Options{
 		HistorySize:     cfg.HistorySize,
+		HistoryBytes:    cfg.HistoryBytes,
 		ClientBuffer:    cfg.ClientBuffer,
 		Retry:           cfg.Retry,
 		Heartbeat:       cfg.HeartbeatInterval,
