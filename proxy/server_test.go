@@ -31,7 +31,7 @@ func TestServerLimits(t *testing.T) {
 // TestDeadPeerIsDropped: a peer that stops answering PINGs is disconnected
 // (RFC 9113 §6.7), so a vanished client does not hold streams for ever.
 func TestDeadPeerIsDropped(t *testing.T) {
-	cert, _, _, err := certs.EnsureSelfSigned(t.TempDir(), []string{"127.0.0.1"}, time.Now())
+	cert, _, _, err := certs.EnsureSelfSigned(t.TempDir(), []string{"127.0.0.1"}, time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
