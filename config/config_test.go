@@ -3,6 +3,7 @@ package config_test
 import (
 	"bytes"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -160,5 +161,40 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		if !strings.Contains(string(readme), "`"+v.Name+"`") {
 			t.Errorf("README's configuration table does not list %s", v.Name)
 		}
+	}
+}
+
+func TestUnknownVariables(t *testing.T) {
+	environ := []string{
+		"SSEGATE_POLL_INTERVL=1s",
+		"SSEGATE_POLL_INTERVAL=2s",
+		"ssegate_log_level=debug",
+		"SSEGATE_NUDGE_TOKN=do-not-echo-me",
+		"SSEGATE_UPSTREAM_UR=http://x",
+		"PATH=/usr/bin",
+		"SSEGATEWAY=1",
+		"SSEGATE_HISTORY_SIZ", // no "=": still a name
+	}
+	for _, v := range config.Variables() {
+		environ = append(environ, v.Name+"=x") // every known name is known
+	}
+	want := []config.Unknown{
+		{"SSEGATE_HISTORY_SIZ", "SSEGATE_HISTORY_SIZE"},
+		{"SSEGATE_NUDGE_TOKN", "SSEGATE_NUDGE_TOKEN"},
+		{"SSEGATE_POLL_INTERVL", "SSEGATE_POLL_INTERVAL"},
+		{"SSEGATE_UPSTREAM_UR", "SSEGATE_UPSTREAM_URL"},
+		{"ssegate_log_level", "SSEGATE_LOG_LEVEL"},
+	}
+	got := config.UnknownVariables(environ)
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+	for _, u := range got {
+		if strings.Contains(u.String(), "do-not-echo-me") {
+			t.Errorf("%q shows a value", u)
+		}
+	}
+	if s := want[2].String(); s != "SSEGATE_POLL_INTERVL is not a known variable (closest: SSEGATE_POLL_INTERVAL)" {
+		t.Errorf("String() = %q", s)
 	}
 }
