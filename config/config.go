@@ -69,8 +69,9 @@ type Config struct {
 	StreamPaths []string `env:"STREAM_PATHS" envDefault:"/" help:"comma-separated http.ServeMux patterns of paths served as event streams"`
 	// IdentityHeaders decide which clients share a poller, and are sent upstream. Default "Authorization,Cookie".
 	IdentityHeaders []string `env:"IDENTITY_HEADERS" envDefault:"Authorization,Cookie" help:"request headers that identify a user: part of the stream key, sent upstream"`
-	// PollInterval is the time between two polls of one key. Default 2s, at least 100ms.
-	PollInterval time.Duration `env:"POLL_INTERVAL" envDefault:"2s" help:"time between two polls of one key (at least 100ms)"`
+	// PollInterval is the shortest time between two polls of one key, kept
+	// while it changes; unchanged keys stretch towards PollIntervalMax. Default 2s, at least 100ms.
+	PollInterval time.Duration `env:"POLL_INTERVAL" envDefault:"2s" help:"shortest time between two polls of a key, kept while it changes (at least 100ms); an unchanged key is polled less often, up to SSEGATE_POLL_INTERVAL_MAX apart"`
 	// PollIntervalMax is the longest interval of an unchanged key. Default 30s.
 	PollIntervalMax time.Duration `env:"POLL_INTERVAL_MAX" envDefault:"30s" help:"longest time between polls of a key that does not change (the interval stretches ×1.5 per unchanged poll)"`
 	// UpstreamMaxRPS caps polls per second across all keys. Default 0 (no cap).

@@ -198,3 +198,46 @@ func TestUnknownVariables(t *testing.T) {
 		t.Errorf("String() = %q", s)
 	}
 }
+
+// readmeTable returns the README configuration table's meaning column by
+// variable name, without the Markdown backticks.
+func readmeTable(t *testing.T) map[string]string {
+	t.Helper()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if !strings.HasPrefix(line, "| `"+config.Prefix) {
+			continue
+		}
+		cells := strings.Split(line, "|") // "", name, default, meaning, ""
+		if len(cells) != 5 {
+			t.Fatalf("README row %q: want | name | default | meaning |", line)
+		}
+		name := strings.Trim(cells[1], " `")
+		rows[name] = strings.ReplaceAll(strings.TrimSpace(cells[3]), "`", "")
+	}
+	return rows
+}
+
+// TestIntervalsDescribedAlike: -h and the README say the same about the
+// poll intervals, and that POLL_INTERVAL is the shortest, not the usual, one
+// (quiet keys are polled up to POLL_INTERVAL_MAX apart).
+func TestIntervalsDescribedAlike(t *testing.T) {
+	rows := readmeTable(t)
+	for _, v := range config.Variables() {
+		switch v.Name {
+		case "SSEGATE_POLL_INTERVAL", "SSEGATE_POLL_INTERVAL_MAX":
+		default:
+			continue
+		}
+		if rows[v.Name] != v.Help {
+			t.Errorf("%s:\n  -h:     %s\n  README: %s", v.Name, v.Help, rows[v.Name])
+		}
+		if v.Name == "SSEGATE_POLL_INTERVAL" && (!strings.HasPrefix(v.Help, "shortest ") || !strings.Contains(v.Help, "SSEGATE_POLL_INTERVAL_MAX")) {
+			t.Errorf("%s: %q, want it described as the shortest interval, naming SSEGATE_POLL_INTERVAL_MAX", v.Name, v.Help)
+		}
+	}
+}
