@@ -4,6 +4,7 @@
 package certs
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,6 +16,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"math/big"
 	"net"
@@ -67,8 +70,11 @@ func Fingerprint(c *tls.Certificate) string {
 }
 
 // Reloader serves a certificate pair from files and picks up a renewed pair
-// without a restart. It checks the files' modification times at most once per
-// CheckEvery, on the handshake path, so it needs no goroutine of its own.
+// without a restart. At most once per CheckEvery, on the handshake path (so it
+// needs no goroutine of its own), it reads both files and compares their
+// SHA-256 with the pair it last looked at: contents, not modification times,
+// so a pair rewritten within one tick of the file system's clock, or copied
+// with its old times preserved, is still picked up.
 type Reloader struct {
 	certFile, keyFile string
 	log               *slog.Logger
@@ -79,36 +85,102 @@ type Reloader struct {
 
 	mu        sync.Mutex
 	cert      *tls.Certificate
-	certMod   time.Time
-	keyMod    time.Time
+	sum       [sha256.Size]byte // of the files last looked at, served or refused
 	lastCheck time.Time
 }
 
-// NewReloader loads the pair once; an error here is fatal for the caller.
+// maxPEMBytes bounds each file read: a certificate chain is a few KiB.
+const maxPEMBytes = 1 << 20
+
+// Errors for a pair outside its validity period (RFC 5280 §4.1.2.5).
+var (
+	ErrExpired     = errors.New("certificate has expired")
+	ErrNotYetValid = errors.New("certificate is not valid yet")
+)
+
+// NewReloader loads the pair once; an error here (unreadable, unusable,
+// expired or not yet valid) is fatal for the caller.
 func NewReloader(certFile, keyFile string, log *slog.Logger) (*Reloader, error) {
 	r := &Reloader{certFile: certFile, keyFile: keyFile, log: log, now: time.Now, CheckEvery: time.Second}
-	cert, cm, km, err := r.load()
+	certPEM, keyPEM, sum, err := r.read()
 	if err != nil {
 		return nil, err
 	}
-	r.cert, r.certMod, r.keyMod, r.lastCheck = cert, cm, km, r.now()
+	now := r.now()
+	cert, err := r.parse(certPEM, keyPEM, now)
+	if err != nil {
+		return nil, err
+	}
+	r.cert, r.sum, r.lastCheck = cert, sum, now
 	return r, nil
 }
 
-func (r *Reloader) load() (*tls.Certificate, time.Time, time.Time, error) {
-	ci, err := os.Stat(r.certFile)
-	if err != nil {
-		return nil, time.Time{}, time.Time{}, fmt.Errorf("TLS certificate: %w", err)
+// read returns both files and the SHA-256 of their contents.
+func (r *Reloader) read() (certPEM, keyPEM []byte, sum [sha256.Size]byte, err error) {
+	if certPEM, err = readBounded(r.certFile); err != nil {
+		return nil, nil, sum, fmt.Errorf("TLS certificate: %w", err)
 	}
-	ki, err := os.Stat(r.keyFile)
-	if err != nil {
-		return nil, time.Time{}, time.Time{}, fmt.Errorf("TLS key: %w", err)
+	if keyPEM, err = readBounded(r.keyFile); err != nil {
+		return nil, nil, sum, fmt.Errorf("TLS key: %w", err)
 	}
-	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
-	if err != nil {
-		return nil, time.Time{}, time.Time{}, fmt.Errorf("TLS pair %s, %s: %w", r.certFile, r.keyFile, err)
+	h := sha256.New()
+	// The length first, so bytes moved from one file to the other still differ.
+	fmt.Fprintf(h, "%d\n", len(certPEM))
+	h.Write(certPEM)
+	h.Write(keyPEM)
+	h.Sum(sum[:0])
+	return certPEM, keyPEM, sum, nil
+}
+
+// parse checks the pair and its validity period at now.
+func (r *Reloader) parse(certPEM, keyPEM []byte, now time.Time) (*tls.Certificate, error) {
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err == nil {
+		err = checkValidity(&cert, now)
 	}
-	return &cert, ci.ModTime(), ki.ModTime(), nil
+	if err != nil {
+		return nil, fmt.Errorf("TLS pair %s, %s: %w", r.certFile, r.keyFile, err)
+	}
+	return &cert, nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPEMBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxPEMBytes {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxPEMBytes)
+	}
+	return b, nil
+}
+
+// checkValidity refuses a leaf outside its validity period: browsers refuse
+// it anyway, and serving it would hide the mistake until clients fail.
+func checkValidity(c *tls.Certificate, now time.Time) error {
+	leaf := c.Leaf
+	if leaf == nil { // X509KeyPair fills it unless GODEBUG x509keypairleaf=0
+		if len(c.Certificate) == 0 {
+			return errors.New("no certificate")
+		}
+		var err error
+		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return err
+		}
+		c.Leaf = leaf
+	}
+	switch {
+	case now.After(leaf.NotAfter):
+		return fmt.Errorf("%w: valid until %s", ErrExpired, leaf.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(leaf.NotBefore):
+		return fmt.Errorf("%w: valid from %s", ErrNotYetValid, leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // Certificate returns the pair currently served.
@@ -127,39 +199,58 @@ func (r *Reloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error
 		return r.cert, nil
 	}
 	r.lastCheck = now
-	ci, err1 := os.Stat(r.certFile)
-	ki, err2 := os.Stat(r.keyFile)
-	if err1 != nil || err2 != nil {
+	certPEM, keyPEM, sum, err := r.read()
+	if err != nil {
 		// A renewal in progress (files replaced one by one) or a mistake;
 		// either way the old pair is still good.
 		return r.cert, nil
 	}
-	if ci.ModTime().Equal(r.certMod) && ki.ModTime().Equal(r.keyMod) {
+	if sum == r.sum {
 		return r.cert, nil
 	}
-	cert, cm, km, err := r.load()
+	// Remember the new contents whatever comes of them, so a refused pair is
+	// logged once, not per handshake.
+	r.sum = sum
+	cert, err := r.parse(certPEM, keyPEM, now)
 	if err != nil {
 		r.log.Error("renewed TLS pair is not usable; still serving the previous one", "err", err)
-		// Remember the broken versions so the error is logged once, not per handshake.
-		r.certMod, r.keyMod = ci.ModTime(), ki.ModTime()
 		return r.cert, nil
 	}
-	r.cert, r.certMod, r.keyMod = cert, cm, km
+	r.cert = cert
 	r.log.Info("reloaded TLS certificate", "path", r.certFile, "sha256", Fingerprint(cert))
 	return r.cert, nil
 }
 
 // EnsureSelfSigned returns the self-signed pair in dir covering hosts,
-// creating it (key file mode 0600) when it is missing, expiring, unreadable or
-// does not cover every host. created tells whether a new pair was written.
-func EnsureSelfSigned(dir string, hosts []string, now time.Time) (cert *tls.Certificate, certPath string, created bool, err error) {
+// creating it (key file mode 0600) when it is missing, expiring, not yet
+// valid, unreadable or does not cover every host. created tells whether a
+// new pair was written; why an existing pair was replaced goes to log (nil:
+// not logged), one line.
+func EnsureSelfSigned(dir string, hosts []string, now time.Time, log *slog.Logger) (cert *tls.Certificate, certPath string, created bool, err error) {
 	if len(hosts) == 0 {
 		return nil, "", false, ErrNoHosts
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	certPath = filepath.Join(dir, GeneratedCertName)
 	keyPath := filepath.Join(dir, GeneratedKeyName)
-	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && covers(c.Leaf, hosts, now) {
-		return &c, certPath, false, nil
+	c, err := tls.LoadX509KeyPair(certPath, keyPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// first start: nothing to replace
+	case err != nil:
+		log.Warn("self-signed TLS pair is not usable; generating a new one", "path", certPath, "err", err)
+	default:
+		reason := reuse(&c, hosts, now)
+		if reason == nil {
+			return &c, certPath, false, nil
+		}
+		level := slog.LevelInfo // a renewal or a new host is routine
+		if errors.Is(reason, ErrExpired) || errors.Is(reason, ErrNotYetValid) {
+			level = slog.LevelWarn
+		}
+		log.Log(context.Background(), level, "not reusing the self-signed TLS certificate; generating a new one", "path", certPath, "reason", reason)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", false, fmt.Errorf("certificate directory: %w", err)
@@ -174,27 +265,32 @@ func EnsureSelfSigned(dir string, hosts []string, now time.Time) (cert *tls.Cert
 	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
 		return nil, "", false, err
 	}
-	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	c, err = tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, "", false, fmt.Errorf("generated pair: %w", err)
 	}
 	return &c, certPath, true, nil
 }
 
-func covers(leaf *x509.Certificate, hosts []string, now time.Time) bool {
-	if leaf == nil || now.Add(renewBefore).After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
-		return false
+// reuse tells why a generated pair must be replaced, or nil when it can be
+// served: valid now and for renewBefore more, covering every host.
+func reuse(c *tls.Certificate, hosts []string, now time.Time) error {
+	if err := checkValidity(c, now); err != nil {
+		return err
+	}
+	if now.Add(renewBefore).After(c.Leaf.NotAfter) {
+		return fmt.Errorf("expires within %s, on %s", renewBefore, c.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
-			if !slices.ContainsFunc(leaf.IPAddresses, ip.Equal) {
-				return false
+			if !slices.ContainsFunc(c.Leaf.IPAddresses, ip.Equal) {
+				return fmt.Errorf("does not cover %s", h)
 			}
-		} else if !slices.Contains(leaf.DNSNames, h) {
-			return false
+		} else if !slices.Contains(c.Leaf.DNSNames, h) {
+			return fmt.Errorf("does not cover %s", h)
 		}
 	}
-	return true
+	return nil
 }
 
 func generate(hosts []string, now time.Time) (certPEM, keyPEM []byte, err error) {

@@ -3,6 +3,7 @@ package certs_test
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -20,7 +21,7 @@ var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 func TestSelfSignedIsCreatedThenReused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "nested", "certs")
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
-	c1, path, created, err := certs.EnsureSelfSigned(dir, hosts, now)
+	c1, path, created, err := certs.EnsureSelfSigned(dir, hosts, now, nil)
 	if err != nil || !created {
 		t.Fatalf("first start: created %v, err %v; want a new pair", created, err)
 	}
@@ -45,7 +46,7 @@ func TestSelfSignedIsCreatedThenReused(t *testing.T) {
 		t.Error(err)
 	}
 
-	c2, _, created, err := certs.EnsureSelfSigned(dir, hosts, now.Add(24*time.Hour))
+	c2, _, created, err := certs.EnsureSelfSigned(dir, hosts, now.Add(24*time.Hour), nil)
 	if err != nil || created {
 		t.Fatalf("second start: created %v, err %v; want the same pair reused", created, err)
 	}
@@ -54,18 +55,18 @@ func TestSelfSignedIsCreatedThenReused(t *testing.T) {
 	}
 
 	// A new host, or an expiring certificate, means a new pair.
-	_, _, created, _ = certs.EnsureSelfSigned(dir, append(hosts, "gateway.test"), now)
+	_, _, created, _ = certs.EnsureSelfSigned(dir, append(hosts, "gateway.test"), now, nil)
 	if !created {
 		t.Error("new host: reused a certificate that does not cover it")
 	}
-	_, _, created, _ = certs.EnsureSelfSigned(dir, append(hosts, "gateway.test"), now.Add(396*24*time.Hour))
+	_, _, created, _ = certs.EnsureSelfSigned(dir, append(hosts, "gateway.test"), now.Add(396*24*time.Hour), nil)
 	if !created {
 		t.Error("near expiry: reused an expiring certificate")
 	}
 }
 
 func TestFingerprintFormat(t *testing.T) {
-	c, _, _, err := certs.EnsureSelfSigned(t.TempDir(), []string{"localhost"}, now)
+	c, _, _, err := certs.EnsureSelfSigned(t.TempDir(), []string{"localhost"}, now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,11 +76,13 @@ func TestFingerprintFormat(t *testing.T) {
 	}
 }
 
-// writePair writes a fresh self-signed pair for host to certFile/keyFile.
-func writePair(t *testing.T, host, certFile, keyFile string, mtime time.Time) {
+// writePair writes a fresh self-signed pair for host, issued at issued
+// (valid from an hour before it for 397 days), to certFile/keyFile with
+// modification time mtime.
+func writePair(t *testing.T, host string, issued time.Time, certFile, keyFile string, mtime time.Time) {
 	t.Helper()
 	dir := t.TempDir()
-	if _, _, _, err := certs.EnsureSelfSigned(dir, []string{host}, now); err != nil {
+	if _, _, _, err := certs.EnsureSelfSigned(dir, []string{host}, issued, nil); err != nil {
 		t.Fatal(err)
 	}
 	for src, dst := range map[string]string{certs.GeneratedCertName: certFile, certs.GeneratedKeyName: keyFile} {
@@ -96,17 +99,28 @@ func writePair(t *testing.T, host, certFile, keyFile string, mtime time.Time) {
 	}
 }
 
-func TestReloaderPicksUpRenewedPair(t *testing.T) {
+// The Reloader checks validity against the real clock.
+var (
+	valid   = time.Now()
+	expired = time.Now().Add(-2 * 365 * 24 * time.Hour)
+	future  = time.Now().Add(365 * 24 * time.Hour)
+)
+
+// newReloader starts a Reloader on a valid pair for old.test that checks the
+// files on every handshake; get returns the name the served pair covers.
+func newReloader(t *testing.T) (certFile, keyFile string, logs *bytes.Buffer, get func() string) {
+	t.Helper()
 	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	writePair(t, "old.test", certFile, keyFile, now)
-	var logs bytes.Buffer
-	r, err := certs.NewReloader(certFile, keyFile, slog.New(slog.NewTextHandler(&logs, nil)))
+	certFile, keyFile = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	writePair(t, "old.test", valid, certFile, keyFile, now)
+	logs = new(bytes.Buffer)
+	r, err := certs.NewReloader(certFile, keyFile, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.CheckEvery = 0
-	get := func() string {
+	get = func() string {
+		t.Helper()
 		c, err := r.GetCertificate(&tls.ClientHelloInfo{})
 		if err != nil {
 			t.Fatal(err)
@@ -116,8 +130,12 @@ func TestReloaderPicksUpRenewedPair(t *testing.T) {
 	if got := get(); got != "old.test" {
 		t.Fatalf("serving %s, want old.test", got)
 	}
+	return certFile, keyFile, logs, get
+}
 
-	writePair(t, "new.test", certFile, keyFile, now.Add(time.Hour))
+func TestReloaderPicksUpRenewedPair(t *testing.T) {
+	certFile, keyFile, logs, get := newReloader(t)
+	writePair(t, "new.test", valid, certFile, keyFile, now.Add(time.Hour))
 	if got := get(); got != "new.test" {
 		t.Errorf("after renewal serving %s, want new.test", got)
 	}
@@ -137,22 +155,116 @@ func TestReloaderPicksUpRenewedPair(t *testing.T) {
 	}
 }
 
+// TestReloaderPicksUpRewriteWithSameTime: a renewal written within the same
+// tick of the file system's clock (or copied with its times preserved)
+// leaves the modification times as they were; the contents still differ.
+func TestReloaderPicksUpRewriteWithSameTime(t *testing.T) {
+	certFile, keyFile, logs, get := newReloader(t)
+	writePair(t, "new.test", valid, certFile, keyFile, now) // the same mtime as the first pair
+	if got := get(); got != "new.test" {
+		t.Errorf("after a renewal with unchanged times serving %s, want new.test", got)
+	}
+	if n := strings.Count(logs.String(), "reloaded TLS certificate"); n != 1 {
+		t.Errorf("logged %d reloads, want 1:\n%s", n, logs)
+	}
+	// Touching the files without changing them is not a renewal.
+	os.Chtimes(certFile, now.Add(time.Hour), now.Add(time.Hour))
+	get()
+	if n := strings.Count(logs.String(), "reloaded TLS certificate"); n != 1 {
+		t.Errorf("a touch reloaded: %d reloads, want 1:\n%s", n, logs)
+	}
+}
+
+// TestReloaderRefusesPairOutsideValidity: an expired or not yet valid
+// renewal keeps the previous pair, and is logged once.
+func TestReloaderRefusesPairOutsideValidity(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		issued time.Time
+		want   string
+	}{{"expired", expired, "certificate has expired"}, {"not yet valid", future, "certificate is not valid yet"}} {
+		t.Run(tt.name, func(t *testing.T) {
+			certFile, keyFile, logs, get := newReloader(t)
+			writePair(t, "new.test", tt.issued, certFile, keyFile, now.Add(time.Hour))
+			for range 3 {
+				if got := get(); got != "old.test" {
+					t.Errorf("after a renewal %s serving %s, want old.test", tt.name, got)
+				}
+			}
+			if n := strings.Count(logs.String(), "not usable"); n != 1 || !strings.Contains(logs.String(), tt.want) {
+				t.Errorf("want one line saying %q, got:\n%s", tt.want, logs)
+			}
+			// A valid renewal after it is served.
+			writePair(t, "newer.test", valid, certFile, keyFile, now.Add(2*time.Hour))
+			if got := get(); got != "newer.test" {
+				t.Errorf("after a valid renewal serving %s, want newer.test", got)
+			}
+		})
+	}
+}
+
 func TestReloaderRejectsBadPairAtStart(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
 	if _, err := certs.NewReloader(certFile, keyFile, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("missing files: no error")
 	}
-	writePair(t, "x.test", certFile, keyFile, now)
+	writePair(t, "x.test", valid, certFile, keyFile, now)
 	os.WriteFile(keyFile, []byte("garbage"), 0o600)
 	if _, err := certs.NewReloader(certFile, keyFile, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("unusable key: no error")
+	}
+	writePair(t, "x.test", expired, certFile, keyFile, now)
+	if _, err := certs.NewReloader(certFile, keyFile, slog.New(slog.DiscardHandler)); !errors.Is(err, certs.ErrExpired) {
+		t.Errorf("expired pair: got %v, want ErrExpired", err)
+	} else {
+		t.Logf("expired pair: %v", err)
+	}
+	writePair(t, "x.test", future, certFile, keyFile, now)
+	if _, err := certs.NewReloader(certFile, keyFile, slog.New(slog.DiscardHandler)); !errors.Is(err, certs.ErrNotYetValid) {
+		t.Errorf("pair not yet valid: got %v, want ErrNotYetValid", err)
+	}
+}
+
+// TestSelfSignedOutsideValidityIsReplaced: a generated pair found expired or
+// not yet valid (the clock moved) is regenerated, with one log line; a good
+// one is reused without any.
+func TestSelfSignedOutsideValidityIsReplaced(t *testing.T) {
+	hosts := []string{"localhost"}
+	for _, tt := range []struct {
+		name   string
+		issued time.Time
+		want   string
+	}{{"expired", expired, "certificate has expired"}, {"not yet valid", future, "certificate is not valid yet"}} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if _, _, _, err := certs.EnsureSelfSigned(dir, hosts, tt.issued, nil); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			c, _, created, err := certs.EnsureSelfSigned(dir, hosts, valid, log)
+			if err != nil || !created {
+				t.Fatalf("created %v, err %v; want a new pair", created, err)
+			}
+			if valid.Before(c.Leaf.NotBefore) || valid.After(c.Leaf.NotAfter) {
+				t.Errorf("new pair valid %s to %s, want now inside", c.Leaf.NotBefore, c.Leaf.NotAfter)
+			}
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], "level=WARN") || !strings.Contains(lines[0], tt.want) {
+				t.Errorf("want one WARN line saying %q, got:\n%s", tt.want, logs.String())
+			}
+			logs.Reset()
+			if _, _, created, _ := certs.EnsureSelfSigned(dir, hosts, valid, log); created || logs.Len() != 0 {
+				t.Errorf("valid pair: created %v, logged %q; want it reused silently", created, logs.String())
+			}
+		})
 	}
 }
 
 // TestTLSConfigNegotiatesH2 checks the server side of ALPN and the version floor.
 func TestTLSConfigNegotiatesH2(t *testing.T) {
-	c, _, _, err := certs.EnsureSelfSigned(t.TempDir(), []string{"localhost"}, time.Now())
+	c, _, _, err := certs.EnsureSelfSigned(t.TempDir(), []string{"localhost"}, time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

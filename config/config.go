@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -68,8 +69,9 @@ type Config struct {
 	StreamPaths []string `env:"STREAM_PATHS" envDefault:"/" help:"comma-separated http.ServeMux patterns of paths served as event streams"`
 	// IdentityHeaders decide which clients share a poller, and are sent upstream. Default "Authorization,Cookie".
 	IdentityHeaders []string `env:"IDENTITY_HEADERS" envDefault:"Authorization,Cookie" help:"request headers that identify a user: part of the stream key, sent upstream"`
-	// PollInterval is the time between two polls of one key. Default 2s, at least 100ms.
-	PollInterval time.Duration `env:"POLL_INTERVAL" envDefault:"2s" help:"time between two polls of one key (at least 100ms)"`
+	// PollInterval is the shortest time between two polls of one key, kept
+	// while it changes; unchanged keys stretch towards PollIntervalMax. Default 2s, at least 100ms.
+	PollInterval time.Duration `env:"POLL_INTERVAL" envDefault:"2s" help:"shortest time between two polls of a key, kept while it changes (at least 100ms); an unchanged key is polled less often, up to SSEGATE_POLL_INTERVAL_MAX apart"`
 	// PollIntervalMax is the longest interval of an unchanged key. Default 30s.
 	PollIntervalMax time.Duration `env:"POLL_INTERVAL_MAX" envDefault:"30s" help:"longest time between polls of a key that does not change (the interval stretches ×1.5 per unchanged poll)"`
 	// UpstreamMaxRPS caps polls per second across all keys. Default 0 (no cap).
@@ -344,6 +346,66 @@ func (c *Config) CertDirOrDefault() (string, error) {
 		return "", fmt.Errorf("%sCERT_DIR: not set and no user config dir: %w", Prefix, err)
 	}
 	return filepath.Join(base, "ssegate", "certs"), nil
+}
+
+// Unknown is a variable that looks like one of ours but that no setting
+// reads: a misspelled setting would otherwise be ignored silently.
+type Unknown struct {
+	Name    string // as set
+	Closest string // the known variable nearest by edit distance
+}
+
+func (u Unknown) String() string {
+	return fmt.Sprintf("%s is not a known variable (closest: %s)", u.Name, u.Closest)
+}
+
+// UnknownVariables returns, sorted by name, every variable in environ
+// ("KEY=value" pairs) whose name starts with Prefix in any case but is not a
+// setting. Values are never looked at: one may be a misspelled token.
+func UnknownVariables(environ []string) []Unknown {
+	vars := Variables()
+	known := make(map[string]bool, len(vars))
+	for _, v := range vars {
+		known[v.Name] = true
+	}
+	var out []Unknown
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if known[name] || !strings.HasPrefix(strings.ToUpper(name), Prefix) {
+			continue
+		}
+		u := Unknown{Name: name}
+		best := -1
+		for _, v := range vars {
+			if d := editDistance(strings.ToUpper(name), v.Name); best < 0 || d < best {
+				u.Closest, best = v.Name, d
+			}
+		}
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b Unknown) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // Variable describes one environment variable.

@@ -3,6 +3,7 @@ package config_test
 import (
 	"bytes"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -159,6 +160,84 @@ func TestUsageListsEveryVariable(t *testing.T) {
 		}
 		if !strings.Contains(string(readme), "`"+v.Name+"`") {
 			t.Errorf("README's configuration table does not list %s", v.Name)
+		}
+	}
+}
+
+func TestUnknownVariables(t *testing.T) {
+	environ := []string{
+		"SSEGATE_POLL_INTERVL=1s",
+		"SSEGATE_POLL_INTERVAL=2s",
+		"ssegate_log_level=debug",
+		"SSEGATE_NUDGE_TOKN=do-not-echo-me",
+		"SSEGATE_UPSTREAM_UR=http://x",
+		"PATH=/usr/bin",
+		"SSEGATEWAY=1",
+		"SSEGATE_HISTORY_SIZ", // no "=": still a name
+	}
+	for _, v := range config.Variables() {
+		environ = append(environ, v.Name+"=x") // every known name is known
+	}
+	want := []config.Unknown{
+		{"SSEGATE_HISTORY_SIZ", "SSEGATE_HISTORY_SIZE"},
+		{"SSEGATE_NUDGE_TOKN", "SSEGATE_NUDGE_TOKEN"},
+		{"SSEGATE_POLL_INTERVL", "SSEGATE_POLL_INTERVAL"},
+		{"SSEGATE_UPSTREAM_UR", "SSEGATE_UPSTREAM_URL"},
+		{"ssegate_log_level", "SSEGATE_LOG_LEVEL"},
+	}
+	got := config.UnknownVariables(environ)
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+	for _, u := range got {
+		if strings.Contains(u.String(), "do-not-echo-me") {
+			t.Errorf("%q shows a value", u)
+		}
+	}
+	if s := want[2].String(); s != "SSEGATE_POLL_INTERVL is not a known variable (closest: SSEGATE_POLL_INTERVAL)" {
+		t.Errorf("String() = %q", s)
+	}
+}
+
+// readmeTable returns the README configuration table's meaning column by
+// variable name, without the Markdown backticks.
+func readmeTable(t *testing.T) map[string]string {
+	t.Helper()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if !strings.HasPrefix(line, "| `"+config.Prefix) {
+			continue
+		}
+		cells := strings.Split(line, "|") // "", name, default, meaning, ""
+		if len(cells) != 5 {
+			t.Fatalf("README row %q: want | name | default | meaning |", line)
+		}
+		name := strings.Trim(cells[1], " `")
+		rows[name] = strings.ReplaceAll(strings.TrimSpace(cells[3]), "`", "")
+	}
+	return rows
+}
+
+// TestIntervalsDescribedAlike: -h and the README say the same about the
+// poll intervals, and that POLL_INTERVAL is the shortest, not the usual, one
+// (quiet keys are polled up to POLL_INTERVAL_MAX apart).
+func TestIntervalsDescribedAlike(t *testing.T) {
+	rows := readmeTable(t)
+	for _, v := range config.Variables() {
+		switch v.Name {
+		case "SSEGATE_POLL_INTERVAL", "SSEGATE_POLL_INTERVAL_MAX":
+		default:
+			continue
+		}
+		if rows[v.Name] != v.Help {
+			t.Errorf("%s:\n  -h:     %s\n  README: %s", v.Name, v.Help, rows[v.Name])
+		}
+		if v.Name == "SSEGATE_POLL_INTERVAL" && (!strings.HasPrefix(v.Help, "shortest ") || !strings.Contains(v.Help, "SSEGATE_POLL_INTERVAL_MAX")) {
+			t.Errorf("%s: %q, want it described as the shortest interval, naming SSEGATE_POLL_INTERVAL_MAX", v.Name, v.Help)
 		}
 	}
 }

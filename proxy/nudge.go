@@ -34,7 +34,7 @@ type Nudge struct {
 
 // NudgeHandler triggers an immediate poll of every key that matches a
 // nudge; the polls still wait for the upstream budget. It requires
-// "Authorization: Bearer <token>".
+// "Authorization: Bearer <token>" (the scheme in any case).
 type NudgeHandler struct {
 	hub   *stream.Hub
 	keyer *stream.Keyer
@@ -58,8 +58,11 @@ func (n *NudgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "ssegate: nudge: use POST", http.StatusMethodNotAllowed)
 		return
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || len(n.token) == 0 || subtle.ConstantTimeCompare([]byte(got), n.token) != 1 {
+	// The scheme is case-insensitive (RFC 9110 §11.1), and one or more
+	// spaces separate it from the credentials (§11.4).
+	scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	got = strings.TrimLeft(got, " ")
+	if !strings.EqualFold(scheme, "Bearer") || len(n.token) == 0 || subtle.ConstantTimeCompare([]byte(got), n.token) != 1 {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ssegate"`)
 		http.Error(w, "ssegate: nudge: missing or wrong bearer token", http.StatusUnauthorized)
 		return
@@ -69,8 +72,12 @@ func (n *NudgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "ssegate: nudge: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if nd.Path == "" {
+		http.Error(w, `ssegate: nudge: no path; send a JSON body such as {"path":"/api/"}`, http.StatusBadRequest)
+		return
+	}
 	mux := http.NewServeMux()
-	if err := register(mux, nd.Path); err != nil || nd.Path == "" {
+	if err := register(mux, nd.Path); err != nil {
 		http.Error(w, fmt.Sprintf("ssegate: nudge: path must be an http.ServeMux pattern, got %q", nd.Path), http.StatusBadRequest)
 		return
 	}
@@ -87,15 +94,22 @@ func (n *NudgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = fmt.Fprintf(w, "{\"keys\":%d}\n", matched) // the nudge took effect either way
 }
 
+// readNudge takes a JSON body whatever its Content-Type (curl -d labels
+// everything application/x-www-form-urlencoded), else form values.
 func readNudge(r *http.Request) (Nudge, error) {
-	r.Body = http.MaxBytesReader(nil, r.Body, maxNudgeBody)
 	var nd Nudge
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
-		if err := json.NewDecoder(r.Body).Decode(&nd); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxNudgeBody))
+	if err != nil {
+		return nd, fmt.Errorf("body: %w", err)
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "application/json" || bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+		if err := json.Unmarshal(body, &nd); err != nil {
 			return nd, fmt.Errorf("body is not a JSON nudge: %w", err)
 		}
 		return nd, nil
 	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	if err := r.ParseForm(); err != nil {
 		return nd, err
 	}

@@ -148,3 +148,43 @@ func TestNudgePollsOnlyMatchingKeys(t *testing.T) {
 		}
 	})
 }
+
+// TestNudgeSchemeIsCaseInsensitive: RFC 9110 §11.1 makes the auth scheme
+// case-insensitive, and §11.4 allows more than one space after it.
+func TestNudgeSchemeIsCaseInsensitive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newNudgeRig(t)
+		g.subscribe(t, "/api/notifications", "Bearer alice")
+		for _, auth := range []string{"bearer " + token, "BEARER " + token, "bEaReR " + token, "Bearer  " + token} {
+			if code, body, _ := g.nudge(auth, "application/json", `{"path":"/api/"}`); code != http.StatusAccepted {
+				t.Errorf("Authorization %q: got %d %s, want 202", auth, code, body)
+			}
+		}
+		for _, auth := range []string{"Bearer", "Bearer ", "Bearerx " + token, "bearer " + token + "x"} {
+			if code, _, _ := g.nudge(auth, "application/json", `{"path":"/api/"}`); code != http.StatusUnauthorized {
+				t.Errorf("Authorization %q: got %d, want 401", auth, code)
+			}
+		}
+	})
+}
+
+// TestNudgeTakesJSONWhateverContentType: curl -d sends
+// application/x-www-form-urlencoded unless told otherwise; a JSON body is
+// still a JSON nudge, and a nudge without a path says what it wants.
+func TestNudgeTakesJSONWhateverContentType(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newNudgeRig(t)
+		g.subscribe(t, "/api/notifications", "Bearer alice")
+		g.subscribe(t, "/feed", "Bearer alice")
+		for _, ct := range []string{"application/x-www-form-urlencoded", "", "text/plain", "application/json; charset=utf-8"} {
+			code, body, _ := g.nudge("Bearer "+token, ct, ` {"path":"/api/notifications","identity":"Bearer alice"}`)
+			if code != http.StatusAccepted || strings.TrimSpace(body) != `{"keys":1}` {
+				t.Errorf("JSON body as %q: got %d %s, want 202 {\"keys\":1}", ct, code, body)
+			}
+		}
+		code, body, _ := g.nudge("Bearer "+token, "application/x-www-form-urlencoded", "identity=x")
+		if code != http.StatusBadRequest || !strings.Contains(body, `{"path":`) {
+			t.Errorf("no path: got %d %q, want 400 showing a JSON nudge", code, body)
+		}
+	})
+}

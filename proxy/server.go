@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
+	"log"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -33,7 +36,8 @@ type ServerOptions struct {
 	TLS *tls.Config
 	// H2C serves cleartext HTTP/2 (prior knowledge) beside HTTP/1.1.
 	H2C bool
-	// Logger receives the server's own errors (TLS handshakes and the like).
+	// Logger receives the server's own errors: at WARN, but per-connection
+	// noise (TLS handshakes cut short and the like) at DEBUG.
 	Logger *slog.Logger
 	// HTTP2, when set, replaces the HTTP/2 limits below (tests shorten them).
 	HTTP2 *http.HTTP2Config
@@ -68,8 +72,36 @@ func NewServer(h http.Handler, opts ServerOptions) *http.Server {
 		srv.HTTP2 = opts.HTTP2
 	}
 	if opts.Logger != nil {
-		// TLS handshake noise from scanners is not an error of ours.
-		srv.ErrorLog = slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug)
+		srv.ErrorLog = log.New(serverErrorLog{opts.Logger}, "", 0)
 	}
 	return srv
+}
+
+// serverErrorLog receives http.Server's own log lines. Most are failures an
+// operator must see at the default level: "http: Accept error: ... too many
+// open files" (descriptors exhausted; net/http retries at most once per
+// second, so it cannot flood), "http: panic serving". Lines about one peer's
+// connection, which any client or scanner can cause at will (a handshake cut
+// short, an HTTP/2 protocol error, a peer that stops answering PINGs), go
+// out at DEBUG so they cannot flood the log.
+type serverErrorLog struct{ log *slog.Logger }
+
+func (w serverErrorLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	level := slog.LevelWarn
+	for _, prefix := range []string{
+		"http: TLS handshake error from ",
+		"http2: server: error reading preface from client ",
+		"http2: server connection error from ",
+		"http2: received GOAWAY ",
+		"timeout waiting for SETTINGS frames from ",
+		"timeout waiting for PING response",
+	} {
+		if strings.HasPrefix(msg, prefix) {
+			level = slog.LevelDebug
+			break
+		}
+	}
+	w.log.Log(context.Background(), level, msg)
+	return len(p), nil
 }

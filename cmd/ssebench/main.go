@@ -182,7 +182,7 @@ func printTable(w io.Writer, r bench.Report) {
 // runFloor serves the floor server over HTTP/2 TLS, and its process
 // metrics, until ctx is done.
 func runFloor(ctx context.Context, addr, metricsAddr string, log io.Writer) error {
-	cert, _, _, err := certs.EnsureSelfSigned(os.TempDir()+"/ssebench-floor", []string{"localhost", "127.0.0.1"}, time.Now())
+	cert, _, _, err := certs.EnsureSelfSigned(os.TempDir()+"/ssebench-floor", []string{"localhost", "127.0.0.1"}, time.Now(), nil)
 	if err != nil {
 		return err
 	}

@@ -49,11 +49,19 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		cfg.Demo = cfg.Demo || *demo
 		err = cfg.Validate()
 	}
+	unknown := config.UnknownVariables(environ)
 	if err != nil {
+		// A misspelling may be the cause: say so on the same line.
+		for _, u := range unknown {
+			err = fmt.Errorf("%w; %s", err, u)
+		}
 		fmt.Fprintf(stderr, "ssegate: %v\n", err)
 		return 1
 	}
 	log := app.NewLogger(cfg, stderr)
+	for _, u := range unknown {
+		log.Warn("unknown variable ignored", "name", u.Name, "closest", u.Closest)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -18,12 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssegate/ssegate/certs"
 	"github.com/ssegate/ssegate/internal/legacyapi"
 )
 
 // TestMain lets a test run the real binary's main as a child process.
 func TestMain(m *testing.M) {
 	if os.Getenv("SSEGATE_TEST_RUN_MAIN") == "1" {
+		os.Unsetenv("SSEGATE_TEST_RUN_MAIN") // not a setting: main would warn about it
 		main()
 		return
 	}
@@ -63,6 +65,11 @@ func TestBadConfigurationExitsWithOneLine(t *testing.T) {
 	}
 	defer busy.Close()
 	ok := []string{"SSEGATE_CERT_DIR=" + dir, "SSEGATE_METRICS_ADDR="}
+	expiredDir := t.TempDir()
+	if _, _, _, err := certs.EnsureSelfSigned(expiredDir, []string{"localhost"}, time.Now().Add(-2*365*24*time.Hour), nil); err != nil {
+		t.Fatal(err)
+	}
+	expired := []string{"SSEGATE_TLS_CERT_FILE=" + filepath.Join(expiredDir, certs.GeneratedCertName), "SSEGATE_TLS_KEY_FILE=" + filepath.Join(expiredDir, certs.GeneratedKeyName)}
 
 	tests := []struct {
 		name string
@@ -76,6 +83,9 @@ func TestBadConfigurationExitsWithOneLine(t *testing.T) {
 		{"unusable pair", []string{"SSEGATE_UPSTREAM_URL=http://x", "SSEGATE_TLS_CERT_FILE=" + cert, "SSEGATE_TLS_KEY_FILE=" + key}, "SSEGATE_TLS_CERT_FILE/SSEGATE_TLS_KEY_FILE"},
 		{"port in use", []string{"SSEGATE_UPSTREAM_URL=http://x", "SSEGATE_LISTEN_ADDR=" + busy.Addr().String()}, "SSEGATE_LISTEN_ADDR: listen tcp " + busy.Addr().String() + ": bind: address already in use"},
 		{"metrics port in use", []string{"SSEGATE_UPSTREAM_URL=http://x", "SSEGATE_LISTEN_ADDR=127.0.0.1:0", "SSEGATE_METRICS_ADDR=" + busy.Addr().String()}, "SSEGATE_METRICS_ADDR: listen tcp"},
+		{"expired pair", append([]string{"SSEGATE_UPSTREAM_URL=http://x"}, expired...), "SSEGATE_TLS_CERT_FILE/SSEGATE_TLS_KEY_FILE: TLS pair"},
+		{"expired pair says so", append([]string{"SSEGATE_UPSTREAM_URL=http://x"}, expired...), "certificate has expired: valid until"},
+		{"misspelled variable", []string{"SSEGATE_UPSTREAM_ULR=http://x"}, "SSEGATE_UPSTREAM_URL: is required: the absolute http or https URL of the legacy API (or run with -demo); SSEGATE_UPSTREAM_ULR is not a known variable (closest: SSEGATE_UPSTREAM_URL)"},
 		{"bad duration", []string{"SSEGATE_UPSTREAM_URL=http://x", "SSEGATE_POLL_INTERVAL=5"}, `SSEGATE_POLL_INTERVAL: must be a duration such as 500ms, 2s or 1m, got "5"`},
 	}
 	for _, tt := range tests {
@@ -92,6 +102,35 @@ func TestBadConfigurationExitsWithOneLine(t *testing.T) {
 				t.Errorf("got output %q, want one line \"ssegate: ...%s...\"", out.String(), tt.want)
 			}
 		})
+	}
+}
+
+// TestUnknownVariableWarns: a misspelled variable is named at start with
+// the closest known one, and its value is never shown.
+func TestUnknownVariableWarns(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	var out bytes.Buffer
+	// The busy port ends the run just after the start-up log.
+	code := run(nil, []string{"SSEGATE_UPSTREAM_URL=http://x", "SSEGATE_LISTEN_ADDR=" + busy.Addr().String(),
+		"SSEGATE_METRICS_ADDR=", "SSEGATE_CERT_DIR=" + t.TempDir(),
+		"SSEGATE_POLL_INTERVL=1s", "SSEGATE_NUDGE_TOKN=0123456789abcdef-secret"}, &out, &out)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (port in use):\n%s", code, &out)
+	}
+	for _, want := range []string{
+		`level=WARN msg="unknown variable ignored" name=SSEGATE_POLL_INTERVL closest=SSEGATE_POLL_INTERVAL`,
+		`level=WARN msg="unknown variable ignored" name=SSEGATE_NUDGE_TOKN closest=SSEGATE_NUDGE_TOKEN`,
+	} {
+		if strings.Count(out.String(), want) != 1 {
+			t.Errorf("output lacks, once, %s:\n%s", want, &out)
+		}
+	}
+	if strings.Contains(out.String(), "secret") {
+		t.Errorf("a value was logged:\n%s", &out)
 	}
 }
 

@@ -238,7 +238,7 @@ func tlsConfig(cfg config.Config, log *slog.Logger) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, path, created, err := certs.EnsureSelfSigned(dir, cfg.TLSHosts, time.Now())
+	cert, path, created, err := certs.EnsureSelfSigned(dir, cfg.TLSHosts, time.Now(), log.With("component", "certs"))
 	if err != nil {
 		return nil, fmt.Errorf("%sCERT_DIR: %w", config.Prefix, err)
 	}
