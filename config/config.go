@@ -102,6 +102,8 @@ type Config struct {
 	ClientBuffer int `env:"CLIENT_BUFFER" envDefault:"256" help:"events queued for one client before it is evicted as slow"`
 	// Retry is the reconnect delay sent to clients in the retry field. Default 3s.
 	Retry time.Duration `env:"RETRY" envDefault:"3s" help:"reconnect delay announced to clients (SSE retry field)"`
+	// StreamMaxDuration ends each stream cleanly after about this long. Default 0: never.
+	StreamMaxDuration time.Duration `env:"STREAM_MAX_DURATION" envDefault:"0s" help:"end each event stream cleanly after about this long (±10%), so clients reconnect and resume, spreading over replicas; 0 means never"`
 	// HeartbeatInterval is the time between comment lines on idle streams. Default 15s.
 	HeartbeatInterval time.Duration `env:"HEARTBEAT_INTERVAL" envDefault:"15s" help:"time between keep-alive comments on a stream"`
 

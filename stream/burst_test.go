@@ -92,3 +92,27 @@ func TestHubDenyWhileStreaming(t *testing.T) {
 		b.Close()
 	})
 }
+
+// MaxDuration ends a stream cleanly within ±10% of it; the client resumes
+// where it was, with nothing missed.
+func TestHubMaxDuration(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, _ := newHub(t, src, stream.Options{MaxDuration: 100 * time.Second, Heartbeat: time.Hour})
+		start := time.Now()
+		a := open(h, k, "/n", "alice", "")
+		r := src.next(t)
+		r.pub.Publish([]byte(`0`), nil)
+		snap := a.Expect(t, "snapshot", "0")
+		if _, err := a.Events.Next(); err != io.EOF {
+			t.Fatalf("got %v, want the stream to end", err)
+		}
+		if d := time.Since(start); d < 90*time.Second || d > 110*time.Second {
+			t.Errorf("stream ended after %v, want 90s to 110s", d)
+		}
+		r.pub.Publish([]byte(`1`), []stream.Change{{Kind: stream.KindUpdated, Data: []byte("1")}})
+		b := open(h, k, "/n", "alice", snap.ID)
+		b.Expect(t, "updated", "1")
+		b.Close()
+	})
+}

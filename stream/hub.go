@@ -79,6 +79,11 @@ type Options struct {
 	ClientBuffer int
 	// Retry is sent to clients as the SSE reconnection time. Default 3s.
 	Retry time.Duration
+	// MaxDuration ends a stream cleanly after this long, ±10% so that
+	// streams opened together do not all reconnect together; the client
+	// resumes with its Last-Event-ID, on whichever replica the balancer
+	// picks. Default 0: never.
+	MaxDuration time.Duration
 	// Heartbeat is the time between comment lines. Default 15s.
 	Heartbeat time.Duration
 	// Linger is how long a key outlives its last subscriber. Default 30s.

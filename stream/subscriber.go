@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -196,8 +197,16 @@ func (h *Hub) write(ctx context.Context, w http.ResponseWriter, sub *Subscriber)
 
 	hb := time.NewTicker(h.opts.Heartbeat)
 	defer hb.Stop()
+	var expired <-chan time.Time // nil: never
+	if d := h.opts.MaxDuration; d > 0 {
+		t := time.NewTimer(d - d/10 + rand.N(d/5+1))
+		defer t.Stop()
+		expired = t.C
+	}
 	for {
 		select {
+		case <-expired:
+			return nil // a clean end: the client reconnects and resumes
 		case e := <-sub.queue:
 			// Gather what is already queued into one write and one flush.
 			n := 1

@@ -131,6 +131,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		HistoryBytes:    cfg.HistoryBytes,
 		ClientBuffer:    cfg.ClientBuffer,
 		Retry:           cfg.Retry,
+		MaxDuration:     cfg.StreamMaxDuration,
 		Heartbeat:       cfg.HeartbeatInterval,
 		Linger:          cfg.Linger,
 		MaxStreams:      cfg.MaxConnections,
