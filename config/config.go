@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -57,6 +58,10 @@ type Config struct {
 	TLSHosts []string `env:"TLS_HOSTS" envDefault:"localhost,127.0.0.1,::1" help:"names and IPs the generated certificate covers"`
 	// H2C serves cleartext HTTP/2 and HTTP/1.1 instead of TLS. Default false.
 	H2C bool `env:"H2C" envDefault:"false" help:"serve cleartext HTTP/2 (h2c) for TLS ended at a load balancer"`
+	// TrustedProxies are CIDRs of the load balancers whose forwarding headers are kept. Default: none.
+	TrustedProxies []string `env:"TRUSTED_PROXIES" help:"comma-separated CIDRs of load balancers whose X-Forwarded-*, Forwarded and X-Real-IP headers are kept; empty: none"`
+	// PassWebSockets forwards WebSocket upgrades to the upstream. Default false.
+	PassWebSockets bool `env:"PASS_WEBSOCKETS" envDefault:"false" help:"forward WebSocket upgrades to the upstream (other upgrades never are)"`
 
 	// LogLevel is debug, info, warn or error. Default "info".
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
@@ -69,6 +74,8 @@ type Config struct {
 	StreamPaths []string `env:"STREAM_PATHS" envDefault:"/" help:"comma-separated http.ServeMux patterns of paths served as event streams"`
 	// IdentityHeaders decide which clients share a poller, and are sent upstream. Default "Authorization,Cookie".
 	IdentityHeaders []string `env:"IDENTITY_HEADERS" envDefault:"Authorization,Cookie" help:"request headers that identify a user: part of the stream key, sent upstream"`
+	// KeyByClientIP makes the client's address part of the stream key. Default false.
+	KeyByClientIP bool `env:"KEY_BY_CLIENT_IP" envDefault:"false" help:"make the client's address part of the stream key, for upstreams that authorise by address"`
 	// PollInterval is the shortest time between two polls of one key, kept
 	// while it changes; unchanged keys stretch towards PollIntervalMax. Default 2s, at least 100ms.
 	PollInterval time.Duration `env:"POLL_INTERVAL" envDefault:"2s" help:"shortest time between two polls of a key, kept while it changes (at least 100ms); an unchanged key is polled less often, up to SSEGATE_POLL_INTERVAL_MAX apart"`
@@ -285,6 +292,9 @@ func (c *Config) Validate() error {
 			break
 		}
 	}
+	if _, err := c.TrustedProxyPrefixes(); err != nil {
+		bad("TRUSTED_PROXIES", "%v", err)
+	}
 	if len(c.StreamPaths) == 0 {
 		bad("STREAM_PATHS", "must name at least one pattern (\"/\" streams every path)")
 	}
@@ -329,6 +339,28 @@ func (c *Config) Upstream() (*url.URL, error) {
 		return nil, errors.New("must not carry credentials (send them from the client)")
 	}
 	return u, nil
+}
+
+// TrustedProxyPrefixes parses TrustedProxies. A bare address is that one
+// address.
+func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("must be comma-separated CIDRs such as 10.0.0.0/8, got %q", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // SlogLevel turns LogLevel into a slog.Level.

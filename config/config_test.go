@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -51,6 +52,9 @@ func TestDefaults(t *testing.T) {
 		{"LogLevel", c.LogLevel, "info"},
 		{"LogFormat", c.LogFormat, "text"},
 		{"H2C", c.H2C, false},
+		{"TrustedProxies", len(c.TrustedProxies), 0},
+		{"PassWebSockets", c.PassWebSockets, false},
+		{"KeyByClientIP", c.KeyByClientIP, false},
 	}
 	for _, ck := range checks {
 		if ck.got != ck.want {
@@ -116,6 +120,9 @@ func TestValidationMessages(t *testing.T) {
 		{[]string{"SSEGATE_UPSTREAM_MAX_RPS=fast"}, `SSEGATE_UPSTREAM_MAX_RPS: must be a number, got "fast"`},
 		{[]string{"SSEGATE_POLL_INTERVAL_MAX=1s"}, `SSEGATE_POLL_INTERVAL_MAX: must be at least SSEGATE_POLL_INTERVAL (2s), got "1s"`},
 		{[]string{"SSEGATE_NUDGE_TOKEN=short"}, `SSEGATE_NUDGE_TOKEN: must be at least 16 characters`},
+		{[]string{"SSEGATE_TRUSTED_PROXIES=10.0.0.0/8,lb.internal"}, `SSEGATE_TRUSTED_PROXIES: must be comma-separated CIDRs such as 10.0.0.0/8, got "lb.internal"`},
+		{[]string{"SSEGATE_TRUSTED_PROXIES=10.0.0.0/33"}, `SSEGATE_TRUSTED_PROXIES: must be comma-separated CIDRs`},
+		{[]string{"SSEGATE_KEY_BY_CLIENT_IP=yes"}, `SSEGATE_KEY_BY_CLIENT_IP: must be true or false, got "yes"`},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.env...)
@@ -129,6 +136,22 @@ func TestValidationMessages(t *testing.T) {
 		if strings.Contains(err.Error(), "\n") {
 			t.Errorf("%v: message spans lines: %q", tt.env, err)
 		}
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	c, err := load(t, "SSEGATE_TRUSTED_PROXIES=10.1.2.3/8, 192.0.2.7 ,2001:db8::/32,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.TrustedProxyPrefixes()
+	want := []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"), // masked
+		netip.MustParsePrefix("192.0.2.7/32"),
+		netip.MustParsePrefix("2001:db8::/32"),
+	}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("got %v, %v; want %v", got, err, want)
 	}
 }
 

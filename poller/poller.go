@@ -295,6 +295,9 @@ func (p *Poller) poll(ctx context.Context, t stream.Target, st *keyState) (res r
 	for k, vs := range t.Header {
 		req.Header[k] = vs
 	}
+	for k, vs := range t.Forward { // what pass-through sent for the key's first client
+		req.Header[k] = vs
+	}
 	req.Header.Set("Accept", "application/json, */*;q=0.5")
 	req.Header.Set("User-Agent", "ssegate")
 	if st.hasBody {

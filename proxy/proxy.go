@@ -10,7 +10,9 @@ import (
 	"mime"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
+	"path"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +41,12 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Nudge, when set, is served at NudgePath on this listener too.
 	Nudge http.Handler
+	// TrustedProxies are the peers whose forwarding headers are kept and
+	// extended, and whose X-Forwarded-For names the client. Default: none.
+	TrustedProxies []netip.Prefix
+	// PassWebSockets forwards WebSocket upgrades; every other upgrade is
+	// always stripped. Default false.
+	PassWebSockets bool
 }
 
 // Proxy is the gateway's main http.Handler.
@@ -50,6 +58,8 @@ type Proxy struct {
 	passThrough http.Handler
 	nudge       http.Handler
 	log         *slog.Logger
+	forwarding  forwarding
+	passWS      bool
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -74,7 +84,8 @@ func New(opts Options) (*Proxy, error) {
 			return nil, err
 		}
 	}
-	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, keyer: opts.Keyer, streamPaths: mux, nudge: opts.Nudge, log: opts.Logger}
+	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, keyer: opts.Keyer, streamPaths: mux, nudge: opts.Nudge, log: opts.Logger,
+		forwarding: forwarding{trusted: opts.TrustedProxies}, passWS: opts.PassWebSockets}
 
 	rp := &httputil.ReverseProxy{
 		// Rewrite (not Director) so that hop-by-hop headers named in
@@ -82,7 +93,7 @@ func New(opts Options) (*Proxy, error) {
 		// upstream is fixed whatever the request's URI or Host.
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(opts.Upstream)
-			pr.SetXForwarded()
+			p.forwarding.apply(pr.Out.Header, pr.In)
 		},
 		Transport:    opts.Transport,
 		ErrorHandler: p.upstreamError,
@@ -102,9 +113,15 @@ func register(mux *http.ServeMux, pattern string) (err error) {
 			err = fmt.Errorf("proxy: stream path %q: %v", pattern, r)
 		}
 	}()
-	mux.Handle(pattern, http.NotFoundHandler())
+	mux.Handle(pattern, streamPath{})
 	return nil
 }
+
+// streamPath marks the patterns of stream paths in a ServeMux; it is never
+// served.
+type streamPath struct{}
+
+func (streamPath) ServeHTTP(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }
 
 // ServeHTTP routes r to the hub or to the upstream.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -112,20 +129,60 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.nudge.ServeHTTP(w, r)
 		return
 	}
-	if p.hub != nil && p.isStream(r) {
-		p.serveStream(w, r)
+	if r.Method == http.MethodConnect {
+		// Forwarded, a CONNECT would be a tunnel (over HTTP/2 both ways,
+		// the body is one), past every rule of this proxy.
+		http.Error(w, "ssegate: CONNECT is not forwarded", http.StatusNotImplemented)
 		return
 	}
-	p.passThrough.ServeHTTP(w, r)
+	if p.hub != nil && r.Method == http.MethodGet && AcceptsEventStream(r.Header) {
+		switch h := p.streamRoute(r); h.(type) {
+		case streamPath:
+			p.serveStream(w, r)
+			return
+		case nil:
+		default:
+			h.ServeHTTP(w, r)
+			return
+		}
+	}
+	p.passThrough.ServeHTTP(w, withoutUpgrade(r, p.passWS))
 }
 
-// isStream reports whether r is an EventSource request on a streamable path.
-func (p *Proxy) isStream(r *http.Request) bool {
-	if r.Method != http.MethodGet || !AcceptsEventStream(r.Header) {
-		return false
+// streamRoute tells how an EventSource request is answered: streamPath to
+// stream it, nil to pass it through (not a stream path), or the redirect
+// http.ServeMux would answer. A stream path is matched and polled only in
+// its canonical form: "/api/%2e%2e/secret" matches "/api/" as written, and
+// polled as written the upstream would resolve it to "/secret". Such a
+// request, and any whose decoded path has "//", "." or ".." segments, is
+// redirected to the cleaned path and routed afresh there.
+func (p *Proxy) streamRoute(r *http.Request) http.Handler {
+	h, pattern := p.streamPaths.Handler(r)
+	if clean := cleanPath(r.URL.Path); clean != r.URL.Path {
+		_, cleanPattern := p.streamPaths.Handler(&http.Request{Method: r.Method, Host: r.Host, URL: &url.URL{Path: clean}})
+		if pattern == "" && cleanPattern == "" {
+			return nil
+		}
+		u := url.URL{Path: clean, RawQuery: r.URL.RawQuery}
+		return http.RedirectHandler(u.String(), http.StatusTemporaryRedirect)
 	}
-	_, pattern := p.streamPaths.Handler(r)
-	return pattern != ""
+	if pattern == "" {
+		return nil
+	}
+	return h // streamPath, or ServeMux's redirect from /tree to /tree/
+}
+
+// cleanPath is the canonical form http.ServeMux gives a path: rooted, no
+// empty, "." or ".." segments, a trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if strings.HasSuffix(p, "/") && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // AcceptsEventStream reports whether an Accept header lists
@@ -146,17 +203,18 @@ func AcceptsEventStream(h http.Header) bool {
 	return false
 }
 
+// serveStream answers r, on a canonical stream path, from the hub.
 func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
-	q, err := stream.NormalizeQuery(r.URL.RawQuery, "lastEventId")
-	if err != nil {
-		http.Error(w, "ssegate: malformed query string", http.StatusBadRequest)
-		return
-	}
 	u := *p.upstream
 	u.Path = joinPath(p.upstream.Path, r.URL.Path)
 	u.RawPath = joinPath(p.upstream.EscapedPath(), r.URL.EscapedPath())
-	u.RawQuery = q
-	p.hub.ServeStream(w, r, p.keyer.Target(r.URL.Path, &u, r.Header))
+	u.RawQuery = stream.NormalizeQuery(r.URL.RawQuery, "lastEventId")
+	// The header as pass-through would send it: the key and the polls
+	// see the forwarding headers the upstream would see on a GET.
+	h := r.Header.Clone()
+	client := p.forwarding.apply(h, r)
+	r = r.WithContext(stream.WithClientIP(r.Context(), client))
+	p.hub.ServeStream(w, r, p.keyer.Target(r.URL.Path, &u, h))
 }
 
 func joinPath(a, b string) string {

@@ -123,9 +123,21 @@ func (h *Hub) refuse(w http.ResponseWriter, err error) {
 	http.Error(w, "ssegate: "+strings.TrimPrefix(err.Error(), "stream: "), http.StatusServiceUnavailable)
 }
 
-// clientIP is the address of the peer, without its port. Behind a load
-// balancer that is the balancer: set the limit per IP accordingly.
+type clientIPKey struct{}
+
+// WithClientIP returns a copy of ctx that tells ServeStream the client's
+// address, for MaxStreamsPerIP: the proxy takes it from the forwarding
+// headers of a trusted load balancer.
+func WithClientIP(ctx context.Context, ip string) context.Context {
+	return context.WithValue(ctx, clientIPKey{}, ip)
+}
+
+// clientIP is the address WithClientIP set, else the peer's without its
+// port (behind an untrusted load balancer, the balancer).
 func clientIP(r *http.Request) string {
+	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok && ip != "" {
+		return ip
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr

@@ -7,8 +7,11 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
+	"hash"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 )
 
 // Key identifies the clients that share one poller: those for whom the
@@ -16,7 +19,7 @@ import (
 // credential, only a keyed hash of them.
 type Key struct {
 	url      string   // upstream URL with a normalised query
-	identity [32]byte // HMAC of the identity header values
+	identity [32]byte // HMAC of the identity and keyed forwarding headers
 }
 
 // String is safe to log: a short digest of the whole key.
@@ -36,37 +39,83 @@ type Target struct {
 	URL *url.URL
 	// Header holds the identity headers to send upstream.
 	Header http.Header
+	// Forward holds the forwarding headers (see IsForwardingHeader) to
+	// send upstream with each poll: those pass-through sent for the
+	// client that opened the key.
+	Forward http.Header
 }
 
 // Keyer derives keys. Identity values are hashed with a per-process secret
 // so that a key (or its String) never reveals a credential, even to someone
 // who can guess candidate cookies.
 type Keyer struct {
-	secret  []byte
-	headers []string // canonical header names, in configured order
+	secret        []byte
+	headers       []string // canonical header names, in configured order
+	keyByClientIP bool
+}
+
+// KeyerOptions configure NewKeyerWith.
+type KeyerOptions struct {
+	// IdentityHeaders name the headers that identify a user.
+	IdentityHeaders []string
+	// KeyByClientIP makes the forwarding headers that carry the client's
+	// address (X-Forwarded-For, X-Real-Ip, the for= of Forwarded) part of
+	// the key, for upstreams that authorise by address. Without it a key
+	// is shared by the clients of one identity at any address.
+	KeyByClientIP bool
 }
 
 // NewKeyer returns a Keyer for the named identity headers.
 func NewKeyer(identityHeaders []string) *Keyer {
-	k := &Keyer{secret: make([]byte, 32)}
+	return NewKeyerWith(KeyerOptions{IdentityHeaders: identityHeaders})
+}
+
+// NewKeyerWith returns a Keyer configured by opts.
+func NewKeyerWith(opts KeyerOptions) *Keyer {
+	k := &Keyer{secret: make([]byte, 32), keyByClientIP: opts.KeyByClientIP}
 	rand.Read(k.secret) // never fails (crypto/rand since Go 1.24)
-	for _, h := range identityHeaders {
+	for _, h := range opts.IdentityHeaders {
 		k.headers = append(k.headers, http.CanonicalHeaderKey(h))
 	}
 	return k
 }
 
+// IsForwardingHeader reports whether a header describes the path a request
+// took rather than the request: Forwarded (RFC 7239), X-Real-Ip and every
+// X-Forwarded-*. The proxy decides them (a client's own are trusted only
+// from a trusted proxy) and polls send the ones pass-through would.
+func IsForwardingHeader(name string) bool {
+	name = http.CanonicalHeaderKey(name)
+	return name == "Forwarded" || name == "X-Real-Ip" || strings.HasPrefix(name, "X-Forwarded-")
+}
+
 // Target builds the target for a client's request path, the upstream URL it
-// maps to and the client's headers. The query of u must already be
-// normalised (see NormalizeQuery).
+// maps to, and the request's header as pass-through sends it upstream (its
+// forwarding headers already decided by the proxy). The query of u must
+// already be normalised (see NormalizeQuery).
+//
+// The key holds everything sent on a poll that may change the answer: the
+// URL, the identity headers, and the forwarding headers (the forwarded
+// host and proto among them), but the client's address only with
+// KeyByClientIP. Without it a shared poll carries the address of the client
+// that opened the key.
 func (k *Keyer) Target(path string, u *url.URL, h http.Header) Target {
 	id := make(http.Header, len(k.headers))
 	for _, name := range k.headers {
 		if vs := h.Values(name); len(vs) > 0 {
-			id[name] = append([]string(nil), vs...)
+			id[name] = slices.Clone(vs)
 		}
 	}
-	return Target{Key: Key{url: u.String(), identity: k.identity(id)}, Path: path, URL: u, Header: id}
+	var fwd http.Header
+	for name, vs := range h {
+		if IsForwardingHeader(name) && len(vs) > 0 {
+			if fwd == nil {
+				fwd = http.Header{}
+			}
+			fwd[http.CanonicalHeaderKey(name)] = slices.Clone(vs)
+		}
+	}
+	return Target{Key: Key{url: u.String(), identity: k.identity(id, fwd)}, Path: path, URL: u, Header: id, Forward: fwd}
 }
 
 // HasIdentity reports whether one of t's identity headers is exactly value,
@@ -93,40 +142,102 @@ func (k *Keyer) HasIdentity(t Target, value string) bool {
 	return found == 1
 }
 
-// IdentityHash hashes one identity: each configured header's values. Every
-// value is length-prefixed, so no two different identities hash alike by
-// shifting bytes between headers or values.
-func (k *Keyer) identity(h http.Header) [32]byte {
+// identity hashes one identity: each configured header's values, then the
+// keyed forwarding headers by name. Every count, name and value is
+// length-prefixed, so no two different identities hash alike by shifting
+// bytes between headers or values.
+func (k *Keyer) identity(id, fwd http.Header) [32]byte {
 	m := hmac.New(sha256.New, k.secret)
-	var n [8]byte
 	for _, name := range k.headers {
-		vs := h[name]
-		binary.BigEndian.PutUint64(n[:], uint64(len(vs)))
-		m.Write(n[:])
-		for _, v := range vs {
-			binary.BigEndian.PutUint64(n[:], uint64(len(v)))
-			m.Write(n[:])
-			m.Write([]byte(v))
+		writeValues(m, id[name])
+	}
+	names := make([]string, 0, len(fwd))
+	for name := range fwd {
+		if k.keyByClientIP || (name != "X-Forwarded-For" && name != "X-Real-Ip") {
+			names = append(names, name)
 		}
+	}
+	slices.Sort(names)
+	writeLen(m, len(names))
+	for _, name := range names {
+		writeValues(m, []string{name})
+		vs := fwd[name]
+		if name == "Forwarded" && !k.keyByClientIP {
+			vs = slices.Clone(vs)
+			for i, v := range vs {
+				vs[i] = forwardedWithoutFor(v)
+			}
+		}
+		writeValues(m, vs)
 	}
 	var out [32]byte
 	m.Sum(out[:0])
 	return out
 }
 
+func writeLen(m hash.Hash, n int) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(n))
+	m.Write(b[:])
+}
+
+func writeValues(m hash.Hash, vs []string) {
+	writeLen(m, len(vs))
+	for _, v := range vs {
+		writeLen(m, len(v))
+		m.Write([]byte(v))
+	}
+}
+
+// forwardedWithoutFor is a Forwarded value (RFC 7239 §4) without its for=
+// pairs, the client addresses, so that clients of one identity behind one
+// proxy share a key; host=, proto= and by= stay. Separators are kept, so
+// values that differ in anything else stay apart. A value it cannot parse
+// (an open quoted-string) is kept whole: a key too many, never too few.
+func forwardedWithoutFor(v string) string {
+	var out strings.Builder
+	start, quoted := 0, false
+	for i := 0; i <= len(v); i++ {
+		if i < len(v) {
+			switch c := v[i]; {
+			case quoted && c == '\\' && i+1 < len(v):
+				i++ // quoted-pair: the next byte is literal
+				continue
+			case c == '"':
+				quoted = !quoted
+				continue
+			case quoted || c != ';' && c != ',':
+				continue
+			}
+		} else if quoted {
+			return v
+		}
+		pair := strings.TrimSpace(v[start:i])
+		if name, _, _ := strings.Cut(pair, "="); !strings.EqualFold(strings.TrimSpace(name), "for") {
+			out.WriteString(pair)
+		}
+		if i < len(v) {
+			out.WriteByte(v[i])
+		}
+		start = i + 1
+	}
+	return out.String()
+}
+
 // NormalizeQuery sorts a query by parameter name (keeping the order of
 // repeated values, which may matter upstream) and drops the parameters in
 // drop. Two requests that differ only in parameter order share a key.
-func NormalizeQuery(raw string, drop ...string) (string, error) {
+//
+// A parameter url.ParseQuery rejects (a ';', a bad %-escape) is left out,
+// never an error: httputil.ReverseProxy leaves it out of pass-through too,
+// so the stream polls what a GET of the same URL would fetch.
+func NormalizeQuery(raw string, drop ...string) string {
 	if raw == "" {
-		return "", nil
+		return ""
 	}
-	v, err := url.ParseQuery(raw)
-	if err != nil {
-		return "", err
-	}
+	v, _ := url.ParseQuery(raw) // v holds every parameter that parses
 	for _, d := range drop {
 		v.Del(d)
 	}
-	return v.Encode(), nil
+	return v.Encode()
 }

@@ -49,15 +49,17 @@ func TestNormalizeQuery(t *testing.T) {
 		{"a=2&a=1", "a=2&a=1"}, // repeated values keep their order
 		{"lastEventId=x&q=1", "q=1"},
 		{"q=a%20b", "q=a+b"},
+		// What url.ParseQuery rejects is left out, as pass-through
+		// (httputil.ReverseProxy) leaves it out.
+		{"q=a;b", ""},
+		{"z=1&q=a;b&a=2", "a=2&z=1"},
+		{"a=%zz&b=1", "b=1"},
+		{"a=%", ""},
 	}
 	for _, tt := range tests {
-		got, err := stream.NormalizeQuery(tt.in, "lastEventId")
-		if err != nil || got != tt.want {
-			t.Errorf("NormalizeQuery(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		if got := stream.NormalizeQuery(tt.in, "lastEventId"); got != tt.want {
+			t.Errorf("NormalizeQuery(%q) = %q; want %q", tt.in, got, tt.want)
 		}
-	}
-	if _, err := stream.NormalizeQuery("a=%zz"); err == nil {
-		t.Error("malformed query: no error")
 	}
 }
 
@@ -76,6 +78,86 @@ func TestHasIdentity(t *testing.T) {
 	} {
 		if got := k.HasIdentity(tg, value); got != want {
 			t.Errorf("HasIdentity(%q) = %v, want %v", value, got, want)
+		}
+	}
+}
+
+// The key holds every forwarding header that may change the upstream's
+// answer; the client's address only with KeyByClientIP.
+func TestKeysIncludeForwarding(t *testing.T) {
+	u, _ := url.Parse("http://up/n")
+	base := http.Header{
+		"Authorization":     {"Bearer a"},
+		"X-Forwarded-For":   {"192.0.2.1"},
+		"X-Forwarded-Host":  {"a.example"},
+		"X-Forwarded-Proto": {"https"},
+	}
+	with := func(name, value string) http.Header {
+		h := base.Clone()
+		if value == "" {
+			h.Del(name)
+		} else {
+			h.Set(name, value)
+		}
+		return h
+	}
+	for _, byIP := range []bool{false, true} {
+		k := stream.NewKeyerWith(stream.KeyerOptions{IdentityHeaders: []string{"Authorization"}, KeyByClientIP: byIP})
+		key := func(h http.Header) stream.Key { return k.Target("/n", u, h).Key }
+		apart := []http.Header{
+			with("X-Forwarded-Host", "b.example"),
+			with("X-Forwarded-Host", ""),
+			with("X-Forwarded-Proto", "http"),
+			with("X-Forwarded-Prefix", "/tenant"),
+			with("Forwarded", "host=a.example;proto=https"),
+			with("Forwarded", "for=192.0.2.1;host=b.example"),
+		}
+		for _, h := range apart {
+			if key(h) == key(base) {
+				t.Errorf("KeyByClientIP=%v: %v shares a key with %v", byIP, h, base)
+			}
+		}
+		byAddress := []http.Header{
+			with("X-Forwarded-For", "192.0.2.2"),
+			with("X-Real-Ip", "192.0.2.2"),
+		}
+		for _, h := range byAddress {
+			if got := key(h) != key(base); got != byIP {
+				t.Errorf("KeyByClientIP=%v: %v apart from %v is %v, want %v", byIP, h, base, got, byIP)
+			}
+		}
+		fw := func(v string) stream.Key { return key(with("Forwarded", v)) }
+		if got := fw(`for=192.0.2.1;host=a.example`) != fw(`for="[2001:db8::1]:80;x";host=a.example`); got != byIP {
+			t.Errorf("KeyByClientIP=%v: Forwarded differing in for= only: apart %v, want %v", byIP, got, byIP)
+		}
+		if fw(`for=x, host=a.example`) == fw(`for=x;host=a.example`) {
+			t.Error("Forwarded elements and pairs share a key")
+		}
+		if fw(`for="open`) == fw(`for="other`) {
+			t.Error("an unparsable Forwarded value lost its for= (keys too few)")
+		}
+
+		tg := k.Target("/n", u, base)
+		if tg.Header.Get("X-Forwarded-Host") != "" || tg.Forward.Get("X-Forwarded-Host") != "a.example" || tg.Forward.Get("Authorization") != "" {
+			t.Errorf("identity %v and forwarding %v headers mixed up", tg.Header, tg.Forward)
+		}
+		if tg.Forward.Get("X-Forwarded-For") != "192.0.2.1" {
+			t.Errorf("the poll does not carry X-Forwarded-For: %v", tg.Forward)
+		}
+		// A nudge names an identity, never a forwarded value.
+		if k.HasIdentity(tg, "a.example") {
+			t.Error("a forwarding header matched a nudge's identity")
+		}
+	}
+}
+
+func TestIsForwardingHeader(t *testing.T) {
+	for name, want := range map[string]bool{
+		"Forwarded": true, "x-forwarded-for": true, "X-Forwarded-Client-Cert": true, "X-Real-IP": true,
+		"X-Forward": false, "Authorization": false, "Via": false,
+	} {
+		if got := stream.IsForwardingHeader(name); got != want {
+			t.Errorf("IsForwardingHeader(%q) = %v, want %v", name, got, want)
 		}
 	}
 }

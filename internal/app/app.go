@@ -80,6 +80,10 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		}
 		upstream = u
 	}
+	trusted, err := cfg.TrustedProxyPrefixes()
+	if err != nil {
+		return fmt.Errorf("%sTRUSTED_PROXIES: %w", config.Prefix, err)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -141,20 +145,22 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Registerer:      reg,
 	})
 	defer hub.Close()
-	keyer := stream.NewKeyer(cfg.IdentityHeaders)
+	keyer := stream.NewKeyerWith(stream.KeyerOptions{IdentityHeaders: cfg.IdentityHeaders, KeyByClientIP: cfg.KeyByClientIP})
 	var nudge http.Handler
 	if cfg.NudgeToken != "" {
 		nudge = proxy.NewNudgeHandler(hub, keyer, cfg.NudgeToken, log.With("component", "nudge"))
 	}
 	front, err := proxy.New(proxy.Options{
-		Upstream:    upstream,
-		Transport:   transport,
-		Hub:         hub,
-		Keyer:       keyer,
-		Nudge:       nudge,
-		StreamPaths: cfg.StreamPaths,
-		Logger:      log.With("component", "proxy"),
-		Registerer:  reg,
+		Upstream:       upstream,
+		Transport:      transport,
+		Hub:            hub,
+		Keyer:          keyer,
+		Nudge:          nudge,
+		StreamPaths:    cfg.StreamPaths,
+		TrustedProxies: trusted,
+		PassWebSockets: cfg.PassWebSockets,
+		Logger:         log.With("component", "proxy"),
+		Registerer:     reg,
 	})
 	if err != nil {
 		return err

@@ -125,8 +125,8 @@ func TestResumeUnderEvictions(t *testing.T) {
 				time.Sleep(time.Duration(rand.N(150)) * time.Millisecond) // let a poll split the burst
 			}
 		}
-		if round%3 == 0 {
-			for _, id := range want()[5:min(8, len(want()))] {
+		if w := want(); round%3 == 0 && len(w) > 5 { // a short first burst has nothing to delete
+			for _, id := range w[5:min(8, len(w))] {
 				up.Delete("alice", fmt.Sprint(id))
 			}
 		}
