@@ -169,7 +169,7 @@ func (p *Poller) Run(ctx context.Context, t stream.Target, pub stream.Publisher)
 	due, prio := time.Now(), PriorityAdmission
 	var lastStart time.Time
 	for {
-		release, woken, err := p.sched.Wait(ctx, due, prio, pub.Signals())
+		release, woken, err := p.sched.Wait(ctx, t.Key.Identity(), due, prio, pub.Signals())
 		if err != nil {
 			return
 		}

@@ -30,6 +30,12 @@ func (k Key) String() string {
 	return hex.EncodeToString(h.Sum(nil)[:6])
 }
 
+// Identity is the keyed hash of the key's identity header values: equal for
+// every key of one client identity (clients without identity headers share
+// one), and as safe to hold, compare or use as a map key as the Key itself.
+// A source may share its work fairly across identities by it.
+func (k Key) Identity() [32]byte { return k.identity }
+
 // Target is what a source fetches for one key.
 type Target struct {
 	Key Key

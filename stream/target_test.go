@@ -42,6 +42,24 @@ func TestKeysSeparateIdentities(t *testing.T) {
 	}
 }
 
+// TestKeyIdentity: keys of one identity on different paths share an
+// Identity (the scheduler shares poll slots by it); other identities do not.
+func TestKeyIdentity(t *testing.T) {
+	k := stream.NewKeyer([]string{"Authorization"})
+	a, _ := url.Parse("http://up/a")
+	b, _ := url.Parse("http://up/b?x=1")
+	alice := http.Header{"Authorization": {"Bearer alice"}}
+	if k.Target("/a", a, alice).Key.Identity() != k.Target("/b", b, alice).Key.Identity() {
+		t.Error("one identity's keys on two paths have different identities")
+	}
+	if k.Target("/a", a, alice).Key.Identity() == k.Target("/a", a, http.Header{"Authorization": {"Bearer bob"}}).Key.Identity() {
+		t.Error("two identities share one")
+	}
+	if k.Target("/a", a, nil).Key.Identity() != k.Target("/b", b, http.Header{"X-Other": {"1"}}).Key.Identity() {
+		t.Error("clients without identity headers do not share one identity")
+	}
+}
+
 func TestNormalizeQuery(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"", ""},
