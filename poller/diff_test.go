@@ -1,10 +1,14 @@
 package poller_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ssegate/ssegate/config"
 	"github.com/ssegate/ssegate/poller"
@@ -208,4 +212,142 @@ func itemsBody(n, shift int) []byte {
 	}
 	sb.WriteByte(']')
 	return []byte(sb.String())
+}
+
+// A shape of large body, and how its i-th element reads.
+type bigShape struct {
+	name string
+	n    int
+	elem func(i int) string
+	wrap string // body is {"<wrap>":[...],"total":n} when set
+	mode string // what auto decides
+}
+
+func bigShapes() []bigShape {
+	object := func(i int) string {
+		return fmt.Sprintf(`{"name":"user %d","score":%d,"tags":["a","b"],"active":%t}`, i, i*7, i%2 == 0)
+	}
+	withID := func(i int) string {
+		return fmt.Sprintf(`{"id":%d,"title":"Notification %d","read":%t}`, i, i, i%3 == 0)
+	}
+	return []bigShape{
+		{"numbers", 100_000, func(i int) string { return fmt.Sprint(i * 7) }, "", config.DiffPatch},
+		{"digits", 500_000, func(i int) string { return fmt.Sprint(i % 10) }, "", config.DiffPatch}, // 1 MB: the worst ratio of elements to bytes
+		{"strings", 100_000, func(i int) string { return fmt.Sprintf(`"s%d"`, i) }, "", config.DiffPatch},
+		{"objects", 20_000, object, "", config.DiffPatch},
+		{"items wrapper", 20_000, withID, "items", config.DiffItems},
+		{"data wrapper", 20_000, withID, "data", config.DiffItems},
+		{"objects wrapper", 20_000, object, "data", config.DiffPatch},
+	}
+}
+
+// bigBody is the shape's body with elements idx (-1 is a new element).
+func (s bigShape) body(idx []int) []byte {
+	var b bytes.Buffer
+	if s.wrap != "" {
+		fmt.Fprintf(&b, `{"%s":`, s.wrap)
+	}
+	b.WriteByte('[')
+	for k, i := range idx {
+		if k > 0 {
+			b.WriteByte(',')
+		}
+		if i < 0 {
+			i = s.n + 1007 // an element (and id) the old body does not have
+		}
+		b.WriteString(s.elem(i))
+	}
+	b.WriteByte(']')
+	if s.wrap != "" {
+		fmt.Fprintf(&b, `,"total":%d}`, len(idx))
+	}
+	return b.Bytes()
+}
+
+type bigChange struct {
+	name string
+	edit func(idx []int, at int) []int
+}
+
+var bigChanges = []bigChange{
+	{"insert", func(idx []int, at int) []int { return slices.Insert(idx, at, -1) }},
+	{"remove", func(idx []int, at int) []int { return slices.Delete(idx, at, at+1) }},
+	{"replace", func(idx []int, at int) []int { idx[at] = -1; return idx }},
+}
+
+// bigPair is the shape's old body and its body after change at pos
+// ("front", "middle", "end").
+func bigPair(s bigShape, c bigChange, pos string) (prev, next []byte) {
+	idx := make([]int, s.n)
+	for i := range idx {
+		idx[i] = i
+	}
+	prev = s.body(idx)
+	at := map[string]int{"front": 0, "middle": s.n / 2, "end": s.n - 1}[pos]
+	return prev, s.body(c.edit(idx, at))
+}
+
+// TestDiffCostBoundedByBody: diffing large arrays of any shape allocates
+// less than 20 times the two bodies (jsondiff's LCS allocated 132 MB for
+// 8 KB of numbers) and takes well under a second; the events are right.
+func TestDiffCostBoundedByBody(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large bodies")
+	}
+	positions, limit := []string{"front", "middle", "end"}, 2*time.Second
+	if raceEnabled {
+		// Allocation does not depend on the detector; keep the suite's
+		// time down and allow for its slowdown.
+		positions, limit = []string{"middle"}, 10*time.Second
+	}
+	for _, s := range bigShapes() {
+		for _, c := range bigChanges {
+			for _, pos := range positions {
+				t.Run(s.name+"/"+c.name+"/"+pos, func(t *testing.T) {
+					prev, next := bigPair(s, c, pos)
+					var before, after runtime.MemStats
+					runtime.GC()
+					runtime.ReadMemStats(&before)
+					start := time.Now()
+					d := poller.NewDiffer(poller.DiffOptions{})
+					if _, err := d.Next(prev); err != nil {
+						t.Fatal(err)
+					}
+					changes, err := d.Next(next)
+					took := time.Since(start)
+					runtime.ReadMemStats(&after)
+					if err != nil {
+						t.Fatal(err)
+					}
+					// TotalAlloc counts every byte allocated, so it bounds the peak.
+					alloc, bound := after.TotalAlloc-before.TotalAlloc, 20*uint64(len(prev)+len(next))
+					t.Logf("bodies %d+%d bytes: allocated %d (%.1f×), %v, %d events", len(prev), len(next), alloc, float64(alloc)/float64(len(prev)+len(next)), took, len(changes))
+					if alloc > bound {
+						t.Errorf("allocated %d bytes, want under %d (20× the bodies)", alloc, bound)
+					}
+					if took > limit { // generous: a loaded machine; timings are in BENCHMARKS.md
+						t.Errorf("diff took %v, want well under a second", took)
+					}
+					if d.Mode() != s.mode {
+						t.Fatalf("auto chose %s, want %s", d.Mode(), s.mode)
+					}
+					if s.mode == config.DiffItems {
+						want := map[string]string{"insert": "created", "remove": "deleted", "replace": "created deleted"}[c.name]
+						var kinds []string
+						for _, ch := range changes {
+							kinds = append(kinds, ch.Kind.String())
+						}
+						if got := strings.Join(kinds, " "); got != want {
+							t.Errorf("events %s, want %s", got, want)
+						}
+						return
+					}
+					if len(changes) != 1 || changes[0].Kind != stream.KindPatch || len(changes[0].Data) > 200 {
+						t.Errorf("got %d events (%.200s), want one small patch", len(changes), render(changes))
+					}
+					checkPatchEvents(t, string(prev), string(next), changes)
+				})
+			}
+		}
+	}
 }
