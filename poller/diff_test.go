@@ -156,6 +156,46 @@ func TestDiffAutoDecides(t *testing.T) {
 	}
 }
 
+func TestDiffAutoWrappers(t *testing.T) {
+	tests := []struct {
+		name, body, mode, pointer string
+	}{
+		{"items with a count", `{"items":[{"id":1}],"total":1,"next":null}`, config.DiffItems, "/items"},
+		{"data", `{"data":[{"id":"a"},{"id":"b"}]}`, config.DiffItems, "/data"},
+		{"escaped name", `{"a/b~":[{"id":1}],"meta":{"x":[1]}}`, config.DiffItems, "/a~1b~0"},
+		{"repeated name: the last counts", `{"data":[1],"data":[{"id":1}]}`, config.DiffItems, "/data"},
+		{"two arrays", `{"a":[{"id":1}],"b":[{"id":2}]}`, config.DiffPatch, ""},
+		{"no array", `{"a":{"id":1}}`, config.DiffPatch, ""},
+		{"numbers", `{"data":[1,2]}`, config.DiffPatch, ""},
+		{"duplicate ids", `{"data":[{"id":1},{"id":1}]}`, config.DiffPatch, ""},
+		{"empty waits", `{"data":[],"total":0}`, config.DiffAuto, ""},
+	}
+	for _, tt := range tests {
+		d := poller.NewDiffer(poller.DiffOptions{})
+		if _, err := d.Next([]byte(tt.body)); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+		if d.Mode() != tt.mode || d.ItemsPointer() != tt.pointer {
+			t.Errorf("%s: mode %q at %q, want %q at %q", tt.name, d.Mode(), d.ItemsPointer(), tt.mode, tt.pointer)
+		}
+	}
+	d := poller.NewDiffer(poller.DiffOptions{})
+	for _, step := range []struct{ body, want string }{
+		{`{"items":[],"total":0}`, ``},
+		{`{"items":[{"id":1}],"total":1}`, `created {"id":1}`},
+		{`{"total":2,"items":[{"id":2},{"id":1,"t":"x"}]}`, `created {"id":2}; updated {"id":1,"t":"x"}`},
+		{`{"items":[{"id":2}],"total":1}`, `deleted {"id":1}`},
+	} {
+		cs, err := d.Next([]byte(step.body))
+		if err != nil || render(cs) != step.want {
+			t.Errorf("%s: got %q, %v; want %q", step.body, render(cs), err, step.want)
+		}
+	}
+	if _, err := d.Next([]byte(`{"data":[{"id":2}]}`)); !errors.Is(err, poller.ErrInvalidBody) {
+		t.Errorf("the items array gone: got %v, want ErrInvalidBody", err)
+	}
+}
+
 func TestDiffAutoFromEmptyArray(t *testing.T) {
 	for _, tt := range []struct{ next, mode, want string }{
 		{`[{"id":1}]`, config.DiffItems, `created {"id":1}`},
@@ -349,5 +389,118 @@ func TestDiffCostBoundedByBody(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestDiffCostAdversarial: shapes that defeat trimming (a sliding window,
+// every element changed, changes spread everywhere, deep nesting, wide
+// objects) stay within the same bound, as a patch or as a snapshot.
+func TestDiffCostAdversarial(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large bodies")
+	}
+	seq := func(n int, f func(i int) string) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = f(i)
+		}
+		return "[" + strings.Join(parts, ",") + "]"
+	}
+	nested := func(depth int, leaf string) string {
+		return strings.Repeat(`{"a":[`, depth) + leaf + strings.Repeat(`]}`, depth)
+	}
+	wide := func(n, v int) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = fmt.Sprintf(`"k%d":%d`, i, i*v%7)
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	}
+	num := func(i int) string { return fmt.Sprint(i) }
+	tests := []struct{ name, prev, next string }{
+		{"sliding window", seq(100_000, num), seq(100_000, func(i int) string { return fmt.Sprint(i + 1) })},
+		{"reversed", seq(200_000, func(i int) string { return fmt.Sprint(i % 10) }), seq(200_000, func(i int) string { return fmt.Sprint(9 - i%10) })},
+		{"every 100th changed", seq(100_000, num), seq(100_000, func(i int) string {
+			if i%100 == 50 {
+				return "-1"
+			}
+			return num(i)
+		})},
+		{"every 1000th inserted", seq(100_000, num), seq(100_100, func(i int) string {
+			if i%1001 == 500 {
+				return "-1"
+			}
+			return num(i - (i+500)/1001)
+		})},
+		{"tiny objects all changed", seq(100_000, func(i int) string { return `{"a":1}` }), seq(100_000, func(i int) string { return `{"a":2}` })},
+		{"nested arrays all changed", seq(100_000, func(i int) string { return `[1]` }), seq(100_000, func(i int) string { return `[2]` })},
+		{"deep nesting", nested(5000, "1"), nested(5000, "2")},
+		{"wide object", wide(50_000, 1), wide(50_000, 3)},
+		{"type change", seq(100_000, num), `{"a":1}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prev, next := []byte(tt.prev), []byte(tt.next)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffPatch})
+			d.Next(prev)
+			changes, err := d.Next(next)
+			took := time.Since(start)
+			runtime.ReadMemStats(&after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			alloc, bound := after.TotalAlloc-before.TotalAlloc, 20*uint64(len(prev)+len(next))
+			t.Logf("bodies %d+%d bytes: allocated %d (%.1f×), %v, %s of %d bytes", len(prev), len(next), alloc, float64(alloc)/float64(len(prev)+len(next)), took, changes[0].Kind, len(changes[0].Data))
+			if alloc > bound {
+				t.Errorf("allocated %d bytes, want under %d (20× the bodies)", alloc, bound)
+			}
+			if limit := map[bool]time.Duration{false: 2 * time.Second, true: 10 * time.Second}[raceEnabled]; took > limit {
+				t.Errorf("diff took %v, want well under a second", took)
+			}
+			checkPatchEvents(t, tt.prev, tt.next, changes)
+		})
+	}
+}
+
+// TestDiffErrorsNameNoValues: error texts end up in logs, and bodies never
+// may (SECURITY.md): they name positions and counts, not ids or content.
+func TestDiffErrorsNameNoValues(t *testing.T) {
+	const secret = "sk_live_7f3a9c2e"
+	tests := []struct {
+		opts poller.DiffOptions
+		body string
+	}{
+		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":"` + secret + `"},{"id":"` + secret + `"}]`},
+		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":{"k":"` + secret + `"}},{"id":{ "k" : "` + secret + `"}}]`},
+		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":1},"` + secret + `"]`},
+		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":1},{"` + secret + `":1}]`},
+		{poller.DiffOptions{Mode: config.DiffItems}, `{"` + secret + `":[]}`},
+		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":"` + secret},
+		{poller.DiffOptions{Mode: config.DiffItems}, secret},
+		{poller.DiffOptions{Mode: config.DiffItems, ItemsPointer: "/data"}, `{"data":{"` + secret + `":1}}`},
+		{poller.DiffOptions{Mode: config.DiffItems, ItemsPointer: "/data/0"}, `{"data":["` + secret + `"]}`},
+		{poller.DiffOptions{Mode: config.DiffPatch}, `{"token":"` + secret},
+		{poller.DiffOptions{Mode: config.DiffPatch}, secret},
+	}
+	for _, tt := range tests {
+		d := poller.NewDiffer(tt.opts)
+		_, err := d.Next([]byte(tt.body))
+		if !errors.Is(err, poller.ErrInvalidBody) {
+			t.Errorf("%s: got %v, want ErrInvalidBody", tt.body, err)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), secret[:4]) {
+			t.Errorf("error %q shows a value from the body", err)
+		}
+	}
+	// The same through a first good body, where patch mode diffs.
+	d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffItems})
+	d.Next([]byte(`[{"id":1}]`))
+	if _, err := d.Next([]byte(`[{"id":"` + secret + `"},{"id":"` + secret + `"}]`)); err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("got %v, want an error without the id", err)
 	}
 }

@@ -212,9 +212,9 @@ func (w *walker) align(n, m int, eq func(i, j int) bool) []snake {
 			if x >= n && y >= m {
 				return backtrack(trace, d, n, m)
 			}
-		}
-		if w.work < 0 {
-			return nil
+			if w.work < 0 {
+				return nil
+			}
 		}
 	}
 	return nil
