@@ -73,8 +73,10 @@ func (d *Differ) Next(body []byte) ([]stream.Change, error) {
 		items   []item
 		err     error
 	)
+	valid := false // json.Valid has passed body: it reads every byte, once is enough
 	if mode == config.DiffAuto {
 		mode, pointer, items = decide(body, d.opts)
+		valid = mode != config.DiffSnapshot
 	}
 	switch mode {
 	case config.DiffItems:
@@ -90,7 +92,7 @@ func (d *Differ) Next(body []byte) ([]stream.Change, error) {
 			changes = diffItems(prev, items, d.opts.IDField)
 		}
 	case config.DiffPatch:
-		if !json.Valid(body) {
+		if !valid && !json.Valid(body) {
 			err = fmt.Errorf("%w: not JSON", ErrInvalidBody)
 		} else if d.prev != nil {
 			changes, err = diffPatch(d.prev, body)
@@ -102,7 +104,7 @@ func (d *Differ) Next(body []byte) ([]stream.Change, error) {
 	case config.DiffAuto:
 		// Still undecided (an empty array): nothing to report but a new
 		// body, which only a change of shape would be.
-		if !json.Valid(body) {
+		if !valid && !json.Valid(body) {
 			err = fmt.Errorf("%w: not JSON", ErrInvalidBody)
 		}
 	}

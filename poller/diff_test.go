@@ -271,6 +271,7 @@ func bigShapes() []bigShape {
 		return fmt.Sprintf(`{"id":%d,"title":"Notification %d","read":%t}`, i, i, i%3 == 0)
 	}
 	return []bigShape{
+		{"digits 4,000", 4000, func(i int) string { return fmt.Sprint(i % 10) }, "", config.DiffPatch}, // 8 KB that cost 132 MB with jsondiff's LCS
 		{"numbers", 100_000, func(i int) string { return fmt.Sprint(i * 7) }, "", config.DiffPatch},
 		{"digits", 500_000, func(i int) string { return fmt.Sprint(i % 10) }, "", config.DiffPatch}, // 1 MB: the worst ratio of elements to bytes
 		{"strings", 100_000, func(i int) string { return fmt.Sprintf(`"s%d"`, i) }, "", config.DiffPatch},
@@ -437,6 +438,19 @@ func TestDiffCostAdversarial(t *testing.T) {
 		{"deep nesting", nested(5000, "1"), nested(5000, "2")},
 		{"wide object", wide(50_000, 1), wide(50_000, 3)},
 		{"type change", seq(100_000, num), `{"a":1}`},
+		// 300 edits around a long run that every diagonal of the edit
+		// search can follow: quadratic comparisons without a budget.
+		{"long equal run between edits", seq(200_300, func(i int) string {
+			if i < 150 || i >= 200_150 {
+				return num(i + 1)
+			}
+			return "0"
+		}), seq(200_300, func(i int) string {
+			if i < 150 || i >= 200_150 {
+				return num(-i - 1)
+			}
+			return "0"
+		})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -502,5 +516,46 @@ func TestDiffErrorsNameNoValues(t *testing.T) {
 	d.Next([]byte(`[{"id":1}]`))
 	if _, err := d.Next([]byte(`[{"id":"` + secret + `"},{"id":"` + secret + `"}]`)); err == nil || strings.Contains(err.Error(), secret) {
 		t.Errorf("got %v, want an error without the id", err)
+	}
+}
+
+// BenchmarkDiffLarge: one poll's diff of each large shape (bytes/op is what
+// it allocates; the differ sees the old body first, as after a poll).
+func BenchmarkDiffLarge(b *testing.B) {
+	for _, s := range bigShapes() {
+		for _, cp := range []struct {
+			change bigChange
+			pos    string
+		}{{bigChanges[0], "front"}, {bigChanges[2], "middle"}, {bigChanges[1], "end"}} {
+			prev, next := bigPair(s, cp.change, cp.pos)
+			b.Run(strings.ReplaceAll(s.name, " ", "_")+"/"+cp.change.name+"_"+cp.pos, func(b *testing.B) {
+				benchmarkDiff(b, prev, next)
+			})
+		}
+	}
+}
+
+// BenchmarkDiffDigits: the arrays of one-digit numbers changing at the
+// front with which jsondiff's LCS allocated 132 MB (4,000) and 1.2 GB
+// (12,000) per diff.
+func BenchmarkDiffDigits(b *testing.B) {
+	for _, n := range []int{4000, 12000} {
+		s := bigShape{n: n, elem: func(i int) string { return fmt.Sprint(i % 10) }}
+		prev, next := bigPair(s, bigChanges[2], "front")
+		b.Run(fmt.Sprint(n), func(b *testing.B) { benchmarkDiff(b, prev, next) })
+	}
+}
+
+func benchmarkDiff(b *testing.B, prev, next []byte) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(prev) + len(next)))
+	for b.Loop() {
+		d := poller.NewDiffer(poller.DiffOptions{})
+		if _, err := d.Next(prev); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := d.Next(next); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
