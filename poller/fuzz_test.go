@@ -60,6 +60,15 @@ func FuzzDiffItems(f *testing.F) {
 		if want := itemsByID(t, b); !reflect.DeepEqual(state, want) {
 			t.Fatalf("old %s + events %s\n got %v\nwant %v", a, render(changes), state, want)
 		}
+		// The same arrays in a wrapper object: auto finds them, same events.
+		w := poller.NewDiffer(poller.DiffOptions{})
+		if _, err := w.Next([]byte(`{"total":1,"items":` + a + `}`)); err != nil || w.Mode() != config.DiffItems {
+			return // an empty array: auto waits
+		}
+		wrapped, err := w.Next([]byte(`{"items":` + b + `,"total":2}`))
+		if err != nil || render(wrapped) != render(changes) {
+			t.Fatalf("wrapped %s then %s: got %s, %v; want %s", a, b, render(wrapped), err, render(changes))
+		}
 	})
 }
 
