@@ -33,7 +33,9 @@ type DiffOptions struct {
 type Differ struct {
 	opts DiffOptions
 	mode string // resolved mode; config.DiffAuto while undecided
-	prev []byte
+	// pointer is the items array's JSON Pointer in items mode.
+	pointer string
+	prev    []byte
 	// prevItems is the previous body's items in items mode.
 	prevItems []item
 }
@@ -46,29 +48,41 @@ func NewDiffer(opts DiffOptions) *Differ {
 	if opts.IDField == "" {
 		opts.IDField = "id"
 	}
-	return &Differ{opts: opts, mode: opts.Mode}
+	d := &Differ{opts: opts, mode: opts.Mode}
+	if d.mode == config.DiffItems {
+		d.pointer = opts.ItemsPointer
+	}
+	return d
 }
 
 // Mode is the resolved mode: the configured one, or what auto chose (auto
 // while it has not seen a body it can decide on).
 func (d *Differ) Mode() string { return d.mode }
 
+// ItemsPointer is the JSON Pointer of the items array in items mode: the
+// configured one, or the wrapper's member auto found ("/items").
+func (d *Differ) ItemsPointer() string { return d.pointer }
+
 // Next compares body with the previous one. The first body yields no
 // changes (clients get it as a snapshot). On error the differ keeps its
 // previous state, so a failed poll changes nothing.
 func (d *Differ) Next(body []byte) ([]stream.Change, error) {
-	mode := d.mode
-	if mode == config.DiffAuto {
-		mode = decide(body, d.opts)
-	}
+	mode, pointer := d.mode, d.pointer
 	var (
 		changes []stream.Change
 		items   []item
 		err     error
 	)
+	valid := false // json.Valid has passed body: it reads every byte, once is enough
+	if mode == config.DiffAuto {
+		mode, pointer, items = decide(body, d.opts)
+		valid = mode != config.DiffSnapshot
+	}
 	switch mode {
 	case config.DiffItems:
-		items, err = parseItems(body, d.opts.ItemsPointer, d.opts.IDField)
+		if items == nil {
+			items, err = parseItems(body, pointer, d.opts.IDField)
+		}
 		if err == nil && d.prev != nil {
 			prev := d.prevItems
 			if prev == nil && d.mode == config.DiffAuto {
@@ -78,7 +92,7 @@ func (d *Differ) Next(body []byte) ([]stream.Change, error) {
 			changes = diffItems(prev, items, d.opts.IDField)
 		}
 	case config.DiffPatch:
-		if !json.Valid(body) {
+		if !valid && !json.Valid(body) {
 			err = fmt.Errorf("%w: not JSON", ErrInvalidBody)
 		} else if d.prev != nil {
 			changes, err = diffPatch(d.prev, body)
@@ -90,88 +104,163 @@ func (d *Differ) Next(body []byte) ([]stream.Change, error) {
 	case config.DiffAuto:
 		// Still undecided (an empty array): nothing to report but a new
 		// body, which only a change of shape would be.
-		if !json.Valid(body) {
+		if !valid && !json.Valid(body) {
 			err = fmt.Errorf("%w: not JSON", ErrInvalidBody)
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	d.mode, d.prev, d.prevItems = mode, body, items
+	if mode != config.DiffItems {
+		pointer = ""
+	}
+	d.mode, d.pointer, d.prev, d.prevItems = mode, pointer, body, items
 	return changes, nil
 }
 
-// decide picks auto's mode for body: items when the array (at the pointer)
-// holds objects that all have a unique id field, patch for any other JSON,
-// snapshot for anything else. An empty array decides nothing yet: an empty
-// notification list is the usual first answer, and its shape is unknown.
-func decide(body []byte, opts DiffOptions) string {
+// decide picks auto's mode for body: items when the array (at the
+// configured pointer; else the body, or the one array member of a wrapper
+// object such as {"items": [...], "total": 3}) holds objects that all have
+// a unique id field, patch for any other JSON, snapshot for anything else.
+// An empty array decides nothing yet: an empty notification list is the
+// usual first answer, and its shape is unknown. In items mode it returns
+// the array's pointer and items.
+func decide(body []byte, opts DiffOptions) (mode, pointer string, items []item) {
 	if !json.Valid(body) {
-		return config.DiffSnapshot
+		return config.DiffSnapshot, "", nil
 	}
-	arr, err := resolveArray(body, opts.ItemsPointer)
+	pointer = opts.ItemsPointer
+	arr, err := resolve(body, pointer)
 	if err != nil {
-		return config.DiffPatch
+		return config.DiffPatch, "", nil
 	}
-	if len(arr) == 0 {
-		return config.DiffAuto
+	if pointer == "" && body[arr.s] == '{' {
+		var ok bool
+		if pointer, arr, ok = wrapped(body, arr); !ok {
+			return config.DiffPatch, "", nil
+		}
 	}
-	if _, err := itemsOf(arr, opts.IDField); err != nil {
-		return config.DiffPatch
+	if body[arr.s] != '[' {
+		return config.DiffPatch, "", nil
 	}
-	return config.DiffItems
+	if empty(body, arr) {
+		return config.DiffAuto, "", nil
+	}
+	if items, err = itemsOf(body, arr, opts.IDField); err != nil {
+		return config.DiffPatch, "", nil
+	}
+	return config.DiffItems, pointer, items
+}
+
+// wrapped finds the one member of the object at v whose value is an array,
+// and returns its pointer; ok is false when there is none or several.
+func wrapped(body []byte, v span) (pointer string, arr span, ok bool) {
+	var key []byte
+	n := 0
+	for _, m := range members(body, v) {
+		if body[m.val.s] == '[' {
+			if n > 0 && bytes.Equal(key, m.key) {
+				arr = m.val // a repeated name: the last one counts
+				continue
+			}
+			key, arr = m.key, m.val
+			n++
+		}
+	}
+	if n != 1 {
+		return "", span{}, false
+	}
+	w := walker{}
+	w.push(key)
+	return string(w.path), arr, true
+}
+
+func empty(body []byte, arr span) bool {
+	return body[skipSpace(body, int(arr.s)+1)] == ']'
 }
 
 // item is one element of an items array.
 type item struct {
-	key string          // compacted JSON of the id: 1 and "1" differ
-	id  json.RawMessage // the id as sent
-	raw []byte          // compacted item
+	key string // compacted JSON of the id: 1 and "1" differ
+	raw []byte // compacted item
 }
 
 func parseItems(body []byte, pointer, idField string) ([]item, error) {
-	arr, err := resolveArray(body, pointer)
+	if !json.Valid(body) {
+		return nil, fmt.Errorf("%w: not JSON", ErrInvalidBody)
+	}
+	arr, err := resolve(body, pointer)
 	if err != nil {
 		return nil, err
 	}
-	return itemsOf(arr, idField)
+	if body[arr.s] != '[' {
+		return nil, fmt.Errorf("%w: not a JSON array", ErrInvalidBody)
+	}
+	return itemsOf(body, arr, idField)
 }
 
-func itemsOf(arr []json.RawMessage, idField string) ([]item, error) {
-	items := make([]item, 0, len(arr))
-	seen := make(map[string]struct{}, len(arr))
-	for i, raw := range arr {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
-			return nil, fmt.Errorf("%w: item %d is not an object", ErrInvalidBody, i)
+// itemsOf reads the items of the array at arr in a valid body. Its errors
+// name positions, never a value: they are logged, and bodies never are.
+func itemsOf(body []byte, arr span, idField string) ([]item, error) {
+	// Count, and check the shape before allocating for every element: a
+	// large array of numbers is not items, and should cost nothing here.
+	n, bad := 0, -1
+	eachElement(body, arr, func(el span) {
+		if bad < 0 && body[el.s] != '{' {
+			bad = n
 		}
-		id, ok := obj[idField]
+		n++
+	})
+	if bad >= 0 {
+		return nil, fmt.Errorf("%w: item %d is not an object", ErrInvalidBody, bad)
+	}
+	items := make([]item, 0, n)
+	seen := make(map[string]int, n)
+	// One buffer for every compacted item: compacting never grows a value,
+	// so it never reallocates, and items point into it.
+	buf := bytes.NewBuffer(make([]byte, 0, int(arr.e-arr.s)))
+	var err error
+	eachElement(body, arr, func(el span) {
+		i := len(items)
+		if err != nil {
+			return
+		}
+		id, ok := memberValue(body, el, idField)
 		if !ok {
-			return nil, fmt.Errorf("%w: item %d has no %q field", ErrInvalidBody, i, idField)
+			err = fmt.Errorf("%w: item %d has no %q field", ErrInvalidBody, i, idField)
+			return
 		}
-		key, err := compact(id)
-		if err != nil {
-			return nil, fmt.Errorf("%w: item %d: %v", ErrInvalidBody, i, err)
+		key := string(body[id.s:id.e])
+		if c := body[id.s]; c == '{' || c == '[' {
+			var b bytes.Buffer
+			json.Compact(&b, body[id.s:id.e]) // valid: the body is
+			key = b.String()
 		}
-		if _, dup := seen[string(key)]; dup {
-			return nil, fmt.Errorf("%w: item %d repeats %s %s", ErrInvalidBody, i, idField, key)
+		if first, dup := seen[key]; dup {
+			err = fmt.Errorf("%w: item %d repeats the %q of item %d", ErrInvalidBody, i, idField, first)
+			return
 		}
-		seen[string(key)] = struct{}{}
-		c, err := compact(raw)
-		if err != nil {
-			return nil, fmt.Errorf("%w: item %d: %v", ErrInvalidBody, i, err)
-		}
-		items = append(items, item{key: string(key), id: key, raw: c})
+		seen[key] = i
+		start := buf.Len()
+		json.Compact(buf, body[el.s:el.e])
+		items = append(items, item{key: key, raw: buf.Bytes()[start:buf.Len():buf.Len()]})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return items, nil
 }
 
-func compact(raw []byte) ([]byte, error) {
-	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+// memberValue finds the object at v's member named name (the last one, as
+// encoding/json does).
+func memberValue(body []byte, v span, name string) (val span, ok bool) {
+	eachMember(body, v, func(k, x span) {
+		raw := body[k.s+1 : k.e-1]
+		if string(raw) == name || bytes.IndexByte(raw, '\\') >= 0 && string(decodeKey(body[k.s:k.e])) == name {
+			val, ok = x, true
+		}
+	})
+	return val, ok
 }
 
 // diffItems emits created and updated in the new body's order, then deleted
@@ -198,23 +287,65 @@ func diffItems(prev, next []item, idField string) []stream.Change {
 		if _, ok := present[it.key]; ok {
 			continue
 		}
-		data := make([]byte, 0, len(field)+len(it.id)+3)
+		data := make([]byte, 0, len(field)+len(it.key)+3)
 		data = append(data, '{')
 		data = append(data, field...)
 		data = append(data, ':')
-		data = append(data, it.id...)
+		data = append(data, it.key...)
 		data = append(data, '}')
 		changes = append(changes, stream.Change{Kind: stream.KindDeleted, Data: data})
 	}
 	return changes
 }
 
+// jsondiff compares decoded documents and aligns each pair of arrays with
+// an (n+1)×(m+1) table: the best patches for small documents, quadratic
+// memory for large arrays (8 KB of numbers took 132 MB). It gets only
+// documents where that table stays small; the walker takes the rest.
+const (
+	smallPatchBytes = 16 << 10 // the two bodies together
+	smallPatchCells = 1 << 14  // product of the bodies' counts of array elements
+)
+
+// diffPatch returns the patch event from prev to next (both valid JSON), a
+// snapshot when the patch would be larger than next, or nothing when they
+// are equal.
 func diffPatch(prev, next []byte) ([]stream.Change, error) {
+	if bytes.Equal(prev, next) {
+		return nil, nil
+	}
+	var (
+		data []byte
+		err  error
+	)
+	if len(prev)+len(next) <= smallPatchBytes && elementCount(prev)*elementCount(next) <= smallPatchCells {
+		data, err = jsondiffPatch(prev, next)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		var ok bool
+		if data, ok = walkPatch(prev, next, len(next)); !ok {
+			return []stream.Change{{Kind: stream.KindSnapshot, Data: next}}, nil
+		}
+		if cap(data) > len(data)+len(data)/8 {
+			data = bytes.Clone(data) // history keeps it: no slack
+		}
+	}
+	if data == nil {
+		return nil, nil
+	}
+	return []stream.Change{{Kind: stream.KindPatch, Data: data}}, nil
+}
+
+func jsondiffPatch(prev, next []byte) ([]byte, error) {
 	// LCS makes an insertion at the front of a list one "add", not a
-	// "replace" of every element after it.
-	p, err := jsondiff.CompareJSON(prev, next, jsondiff.LCS())
+	// "replace" of every element after it. Numbers stay json.Number: a
+	// float64 would round large integers, and miss changes to them.
+	p, err := jsondiff.CompareJSON(prev, next, jsondiff.LCS(), jsondiff.UnmarshalFunc(unmarshalNumbers))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidBody, err)
+		// The library's message may quote the body: keep it out of logs.
+		return nil, fmt.Errorf("%w: not JSON", ErrInvalidBody)
 	}
 	if len(p) == 0 {
 		return nil, nil
@@ -223,53 +354,68 @@ func diffPatch(prev, next []byte) ([]stream.Change, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode patch: %w", err)
 	}
-	return []stream.Change{{Kind: stream.KindPatch, Data: data}}, nil
+	return data, nil
 }
 
-// resolveArray follows an RFC 6901 JSON Pointer in body and returns the array
-// it names.
-func resolveArray(body []byte, pointer string) ([]json.RawMessage, error) {
-	cur := json.RawMessage(body)
-	if pointer != "" {
-		if !strings.HasPrefix(pointer, "/") {
-			return nil, fmt.Errorf("%w: JSON Pointer %q does not start with /", ErrInvalidBody, pointer)
-		}
-		for _, tok := range strings.Split(pointer[1:], "/") {
-			tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok) // RFC 6901 §4: ~1 first
-			next, err := step(cur, tok)
-			if err != nil {
-				return nil, fmt.Errorf("%w: JSON Pointer %q: %v", ErrInvalidBody, pointer, err)
-			}
-			cur = next
-		}
-	}
-	var arr []json.RawMessage
-	if err := json.Unmarshal(cur, &arr); err != nil || arr == nil && !bytes.Equal(bytes.TrimSpace(cur), []byte("[]")) {
-		return nil, fmt.Errorf("%w: not a JSON array", ErrInvalidBody)
-	}
-	return arr, nil
+func unmarshalNumbers(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	return d.Decode(v)
 }
 
-func step(cur json.RawMessage, tok string) (json.RawMessage, error) {
-	trimmed := bytes.TrimSpace(cur)
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		var arr []json.RawMessage
-		if err := json.Unmarshal(cur, &arr); err != nil {
-			return nil, err
+// elementCount bounds the number of array elements in a valid document
+// from above: it counts brackets and commas outside strings.
+func elementCount(b []byte) int {
+	n := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			i = stringEnd(b, i) - 1
+		case '[', ',':
+			n++
 		}
+	}
+	return n
+}
+
+// resolve follows an RFC 6901 JSON Pointer in a valid body and returns the
+// value it names.
+func resolve(body []byte, pointer string) (span, error) {
+	cur := root(body)
+	if pointer == "" {
+		return cur, nil
+	}
+	if !strings.HasPrefix(pointer, "/") {
+		return span{}, fmt.Errorf("%w: JSON Pointer %q does not start with /", ErrInvalidBody, pointer)
+	}
+	for _, tok := range strings.Split(pointer[1:], "/") {
+		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok) // RFC 6901 §4: ~1 first
+		next, ok := step(body, cur, tok)
+		if !ok {
+			return span{}, fmt.Errorf("%w: JSON Pointer %q: nothing at %q", ErrInvalidBody, pointer, tok)
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+func step(body []byte, cur span, tok string) (next span, ok bool) {
+	switch body[cur.s] {
+	case '[':
 		i, err := strconv.Atoi(tok)
-		if err != nil || i < 0 || i >= len(arr) || (len(tok) > 1 && tok[0] == '0') {
-			return nil, fmt.Errorf("no element %q", tok)
+		if err != nil || tok[0] < '0' || tok[0] > '9' || len(tok) > 1 && tok[0] == '0' {
+			return span{}, false
 		}
-		return arr[i], nil
+		n := 0
+		eachElement(body, cur, func(el span) {
+			if n == i {
+				next, ok = el, true
+			}
+			n++
+		})
+		return next, ok
+	case '{':
+		return memberValue(body, cur, tok)
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(cur, &obj); err != nil || obj == nil {
-		return nil, fmt.Errorf("no member %q", tok)
-	}
-	v, ok := obj[tok]
-	if !ok {
-		return nil, fmt.Errorf("no member %q", tok)
-	}
-	return v, nil
+	return span{}, false
 }

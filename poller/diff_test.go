@@ -1,10 +1,14 @@
 package poller_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ssegate/ssegate/config"
 	"github.com/ssegate/ssegate/poller"
@@ -152,6 +156,46 @@ func TestDiffAutoDecides(t *testing.T) {
 	}
 }
 
+func TestDiffAutoWrappers(t *testing.T) {
+	tests := []struct {
+		name, body, mode, pointer string
+	}{
+		{"items with a count", `{"items":[{"id":1}],"total":1,"next":null}`, config.DiffItems, "/items"},
+		{"data", `{"data":[{"id":"a"},{"id":"b"}]}`, config.DiffItems, "/data"},
+		{"escaped name", `{"a/b~":[{"id":1}],"meta":{"x":[1]}}`, config.DiffItems, "/a~1b~0"},
+		{"repeated name: the last counts", `{"data":[1],"data":[{"id":1}]}`, config.DiffItems, "/data"},
+		{"two arrays", `{"a":[{"id":1}],"b":[{"id":2}]}`, config.DiffPatch, ""},
+		{"no array", `{"a":{"id":1}}`, config.DiffPatch, ""},
+		{"numbers", `{"data":[1,2]}`, config.DiffPatch, ""},
+		{"duplicate ids", `{"data":[{"id":1},{"id":1}]}`, config.DiffPatch, ""},
+		{"empty waits", `{"data":[],"total":0}`, config.DiffAuto, ""},
+	}
+	for _, tt := range tests {
+		d := poller.NewDiffer(poller.DiffOptions{})
+		if _, err := d.Next([]byte(tt.body)); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+		if d.Mode() != tt.mode || d.ItemsPointer() != tt.pointer {
+			t.Errorf("%s: mode %q at %q, want %q at %q", tt.name, d.Mode(), d.ItemsPointer(), tt.mode, tt.pointer)
+		}
+	}
+	d := poller.NewDiffer(poller.DiffOptions{})
+	for _, step := range []struct{ body, want string }{
+		{`{"items":[],"total":0}`, ``},
+		{`{"items":[{"id":1}],"total":1}`, `created {"id":1}`},
+		{`{"total":2,"items":[{"id":2},{"id":1,"t":"x"}]}`, `created {"id":2}; updated {"id":1,"t":"x"}`},
+		{`{"items":[{"id":2}],"total":1}`, `deleted {"id":1}`},
+	} {
+		cs, err := d.Next([]byte(step.body))
+		if err != nil || render(cs) != step.want {
+			t.Errorf("%s: got %q, %v; want %q", step.body, render(cs), err, step.want)
+		}
+	}
+	if _, err := d.Next([]byte(`{"data":[{"id":2}]}`)); !errors.Is(err, poller.ErrInvalidBody) {
+		t.Errorf("the items array gone: got %v, want ErrInvalidBody", err)
+	}
+}
+
 func TestDiffAutoFromEmptyArray(t *testing.T) {
 	for _, tt := range []struct{ next, mode, want string }{
 		{`[{"id":1}]`, config.DiffItems, `created {"id":1}`},
@@ -208,4 +252,310 @@ func itemsBody(n, shift int) []byte {
 	}
 	sb.WriteByte(']')
 	return []byte(sb.String())
+}
+
+// A shape of large body, and how its i-th element reads.
+type bigShape struct {
+	name string
+	n    int
+	elem func(i int) string
+	wrap string // body is {"<wrap>":[...],"total":n} when set
+	mode string // what auto decides
+}
+
+func bigShapes() []bigShape {
+	object := func(i int) string {
+		return fmt.Sprintf(`{"name":"user %d","score":%d,"tags":["a","b"],"active":%t}`, i, i*7, i%2 == 0)
+	}
+	withID := func(i int) string {
+		return fmt.Sprintf(`{"id":%d,"title":"Notification %d","read":%t}`, i, i, i%3 == 0)
+	}
+	return []bigShape{
+		{"digits 4,000", 4000, func(i int) string { return fmt.Sprint(i % 10) }, "", config.DiffPatch}, // 8 KB that cost 132 MB with jsondiff's LCS
+		{"numbers", 100_000, func(i int) string { return fmt.Sprint(i * 7) }, "", config.DiffPatch},
+		{"digits", 500_000, func(i int) string { return fmt.Sprint(i % 10) }, "", config.DiffPatch}, // 1 MB: the worst ratio of elements to bytes
+		{"strings", 100_000, func(i int) string { return fmt.Sprintf(`"s%d"`, i) }, "", config.DiffPatch},
+		{"objects", 20_000, object, "", config.DiffPatch},
+		{"items wrapper", 20_000, withID, "items", config.DiffItems},
+		{"data wrapper", 20_000, withID, "data", config.DiffItems},
+		{"objects wrapper", 20_000, object, "data", config.DiffPatch},
+	}
+}
+
+// bigBody is the shape's body with elements idx (-1 is a new element).
+func (s bigShape) body(idx []int) []byte {
+	var b bytes.Buffer
+	if s.wrap != "" {
+		fmt.Fprintf(&b, `{"%s":`, s.wrap)
+	}
+	b.WriteByte('[')
+	for k, i := range idx {
+		if k > 0 {
+			b.WriteByte(',')
+		}
+		if i < 0 {
+			i = s.n + 1007 // an element (and id) the old body does not have
+		}
+		b.WriteString(s.elem(i))
+	}
+	b.WriteByte(']')
+	if s.wrap != "" {
+		fmt.Fprintf(&b, `,"total":%d}`, len(idx))
+	}
+	return b.Bytes()
+}
+
+type bigChange struct {
+	name string
+	edit func(idx []int, at int) []int
+}
+
+var bigChanges = []bigChange{
+	{"insert", func(idx []int, at int) []int { return slices.Insert(idx, at, -1) }},
+	{"remove", func(idx []int, at int) []int { return slices.Delete(idx, at, at+1) }},
+	{"replace", func(idx []int, at int) []int { idx[at] = -1; return idx }},
+}
+
+// bigPair is the shape's old body and its body after change at pos
+// ("front", "middle", "end").
+func bigPair(s bigShape, c bigChange, pos string) (prev, next []byte) {
+	idx := make([]int, s.n)
+	for i := range idx {
+		idx[i] = i
+	}
+	prev = s.body(idx)
+	at := map[string]int{"front": 0, "middle": s.n / 2, "end": s.n - 1}[pos]
+	return prev, s.body(c.edit(idx, at))
+}
+
+// TestDiffCostBoundedByBody: diffing large arrays of any shape allocates
+// less than 20 times the two bodies (jsondiff's LCS allocated 132 MB for
+// 8 KB of numbers) and takes well under a second; the events are right.
+func TestDiffCostBoundedByBody(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large bodies")
+	}
+	positions, limit := []string{"front", "middle", "end"}, 2*time.Second
+	if raceEnabled {
+		// Allocation does not depend on the detector; keep the suite's
+		// time down and allow for its slowdown.
+		positions, limit = []string{"middle"}, 10*time.Second
+	}
+	for _, s := range bigShapes() {
+		for _, c := range bigChanges {
+			for _, pos := range positions {
+				t.Run(s.name+"/"+c.name+"/"+pos, func(t *testing.T) {
+					prev, next := bigPair(s, c, pos)
+					var before, after runtime.MemStats
+					runtime.GC()
+					runtime.ReadMemStats(&before)
+					start := time.Now()
+					d := poller.NewDiffer(poller.DiffOptions{})
+					if _, err := d.Next(prev); err != nil {
+						t.Fatal(err)
+					}
+					changes, err := d.Next(next)
+					took := time.Since(start)
+					runtime.ReadMemStats(&after)
+					if err != nil {
+						t.Fatal(err)
+					}
+					// TotalAlloc counts every byte allocated, so it bounds the peak.
+					alloc, bound := after.TotalAlloc-before.TotalAlloc, 20*uint64(len(prev)+len(next))
+					t.Logf("bodies %d+%d bytes: allocated %d (%.1f×), %v, %d events", len(prev), len(next), alloc, float64(alloc)/float64(len(prev)+len(next)), took, len(changes))
+					if alloc > bound {
+						t.Errorf("allocated %d bytes, want under %d (20× the bodies)", alloc, bound)
+					}
+					if took > limit { // generous: a loaded machine; timings are in BENCHMARKS.md
+						t.Errorf("diff took %v, want well under a second", took)
+					}
+					if d.Mode() != s.mode {
+						t.Fatalf("auto chose %s, want %s", d.Mode(), s.mode)
+					}
+					if s.mode == config.DiffItems {
+						want := map[string]string{"insert": "created", "remove": "deleted", "replace": "created deleted"}[c.name]
+						var kinds []string
+						for _, ch := range changes {
+							kinds = append(kinds, ch.Kind.String())
+						}
+						if got := strings.Join(kinds, " "); got != want {
+							t.Errorf("events %s, want %s", got, want)
+						}
+						return
+					}
+					if len(changes) != 1 || changes[0].Kind != stream.KindPatch || len(changes[0].Data) > 200 {
+						t.Errorf("got %d events (%.200s), want one small patch", len(changes), render(changes))
+					}
+					checkPatchEvents(t, string(prev), string(next), changes)
+				})
+			}
+		}
+	}
+}
+
+// TestDiffCostAdversarial: shapes that defeat trimming (a sliding window,
+// every element changed, changes spread everywhere, deep nesting, wide
+// objects) stay within the same bound, as a patch or as a snapshot.
+func TestDiffCostAdversarial(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large bodies")
+	}
+	seq := func(n int, f func(i int) string) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = f(i)
+		}
+		return "[" + strings.Join(parts, ",") + "]"
+	}
+	nested := func(depth int, leaf string) string {
+		return strings.Repeat(`{"a":[`, depth) + leaf + strings.Repeat(`]}`, depth)
+	}
+	wide := func(n, v int) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = fmt.Sprintf(`"k%d":%d`, i, i*v%7)
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	}
+	num := func(i int) string { return fmt.Sprint(i) }
+	tests := []struct{ name, prev, next string }{
+		{"sliding window", seq(100_000, num), seq(100_000, func(i int) string { return fmt.Sprint(i + 1) })},
+		{"reversed", seq(200_000, func(i int) string { return fmt.Sprint(i % 10) }), seq(200_000, func(i int) string { return fmt.Sprint(9 - i%10) })},
+		{"every 100th changed", seq(100_000, num), seq(100_000, func(i int) string {
+			if i%100 == 50 {
+				return "-1"
+			}
+			return num(i)
+		})},
+		{"every 1000th inserted", seq(100_000, num), seq(100_100, func(i int) string {
+			if i%1001 == 500 {
+				return "-1"
+			}
+			return num(i - (i+500)/1001)
+		})},
+		{"tiny objects all changed", seq(100_000, func(i int) string { return `{"a":1}` }), seq(100_000, func(i int) string { return `{"a":2}` })},
+		{"nested arrays all changed", seq(100_000, func(i int) string { return `[1]` }), seq(100_000, func(i int) string { return `[2]` })},
+		{"deep nesting", nested(5000, "1"), nested(5000, "2")},
+		{"wide object", wide(50_000, 1), wide(50_000, 3)},
+		{"type change", seq(100_000, num), `{"a":1}`},
+		// 300 edits around a long run that every diagonal of the edit
+		// search can follow: quadratic comparisons without a budget.
+		{"long equal run between edits", seq(200_300, func(i int) string {
+			if i < 150 || i >= 200_150 {
+				return num(i + 1)
+			}
+			return "0"
+		}), seq(200_300, func(i int) string {
+			if i < 150 || i >= 200_150 {
+				return num(-i - 1)
+			}
+			return "0"
+		})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prev, next := []byte(tt.prev), []byte(tt.next)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffPatch})
+			d.Next(prev)
+			changes, err := d.Next(next)
+			took := time.Since(start)
+			runtime.ReadMemStats(&after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			alloc, bound := after.TotalAlloc-before.TotalAlloc, 20*uint64(len(prev)+len(next))
+			t.Logf("bodies %d+%d bytes: allocated %d (%.1f×), %v, %s of %d bytes", len(prev), len(next), alloc, float64(alloc)/float64(len(prev)+len(next)), took, changes[0].Kind, len(changes[0].Data))
+			if alloc > bound {
+				t.Errorf("allocated %d bytes, want under %d (20× the bodies)", alloc, bound)
+			}
+			if limit := map[bool]time.Duration{false: 2 * time.Second, true: 10 * time.Second}[raceEnabled]; took > limit {
+				t.Errorf("diff took %v, want well under a second", took)
+			}
+			checkPatchEvents(t, tt.prev, tt.next, changes)
+		})
+	}
+}
+
+// TestDiffErrorsNameNoValues: error texts end up in logs, and bodies never
+// may (SECURITY.md): they name positions and counts, not ids or content.
+func TestDiffErrorsNameNoValues(t *testing.T) {
+	const secret = "sk_live_7f3a9c2e"
+	tests := []struct {
+		opts poller.DiffOptions
+		body string
+	}{
+		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":"` + secret + `"},{"id":"` + secret + `"}]`},
+		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":{"k":"` + secret + `"}},{"id":{ "k" : "` + secret + `"}}]`},
+		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":1},"` + secret + `"]`},
+		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":1},{"` + secret + `":1}]`},
+		{poller.DiffOptions{Mode: config.DiffItems}, `{"` + secret + `":[]}`},
+		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":"` + secret},
+		{poller.DiffOptions{Mode: config.DiffItems}, secret},
+		{poller.DiffOptions{Mode: config.DiffItems, ItemsPointer: "/data"}, `{"data":{"` + secret + `":1}}`},
+		{poller.DiffOptions{Mode: config.DiffItems, ItemsPointer: "/data/0"}, `{"data":["` + secret + `"]}`},
+		{poller.DiffOptions{Mode: config.DiffPatch}, `{"token":"` + secret},
+		{poller.DiffOptions{Mode: config.DiffPatch}, secret},
+	}
+	for _, tt := range tests {
+		d := poller.NewDiffer(tt.opts)
+		_, err := d.Next([]byte(tt.body))
+		if !errors.Is(err, poller.ErrInvalidBody) {
+			t.Errorf("%s: got %v, want ErrInvalidBody", tt.body, err)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), secret[:4]) {
+			t.Errorf("error %q shows a value from the body", err)
+		}
+	}
+	// The same through a first good body, where patch mode diffs.
+	d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffItems})
+	d.Next([]byte(`[{"id":1}]`))
+	if _, err := d.Next([]byte(`[{"id":"` + secret + `"},{"id":"` + secret + `"}]`)); err == nil || strings.Contains(err.Error(), secret) {
+		t.Errorf("got %v, want an error without the id", err)
+	}
+}
+
+// BenchmarkDiffLarge: one poll's diff of each large shape (bytes/op is what
+// it allocates; the differ sees the old body first, as after a poll).
+func BenchmarkDiffLarge(b *testing.B) {
+	for _, s := range bigShapes() {
+		for _, cp := range []struct {
+			change bigChange
+			pos    string
+		}{{bigChanges[0], "front"}, {bigChanges[2], "middle"}, {bigChanges[1], "end"}} {
+			prev, next := bigPair(s, cp.change, cp.pos)
+			b.Run(strings.ReplaceAll(s.name, " ", "_")+"/"+cp.change.name+"_"+cp.pos, func(b *testing.B) {
+				benchmarkDiff(b, prev, next)
+			})
+		}
+	}
+}
+
+// BenchmarkDiffDigits: the arrays of one-digit numbers changing at the
+// front with which jsondiff's LCS allocated 132 MB (4,000) and 1.2 GB
+// (12,000) per diff.
+func BenchmarkDiffDigits(b *testing.B) {
+	for _, n := range []int{4000, 12000} {
+		s := bigShape{n: n, elem: func(i int) string { return fmt.Sprint(i % 10) }}
+		prev, next := bigPair(s, bigChanges[2], "front")
+		b.Run(fmt.Sprint(n), func(b *testing.B) { benchmarkDiff(b, prev, next) })
+	}
+}
+
+func benchmarkDiff(b *testing.B, prev, next []byte) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(prev) + len(next)))
+	for b.Loop() {
+		d := poller.NewDiffer(poller.DiffOptions{})
+		if _, err := d.Next(prev); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := d.Next(next); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package poller_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -59,6 +60,15 @@ func FuzzDiffItems(f *testing.F) {
 		if want := itemsByID(t, b); !reflect.DeepEqual(state, want) {
 			t.Fatalf("old %s + events %s\n got %v\nwant %v", a, render(changes), state, want)
 		}
+		// The same arrays in a wrapper object: auto finds them, same events.
+		w := poller.NewDiffer(poller.DiffOptions{})
+		if _, err := w.Next([]byte(`{"total":1,"items":` + a + `}`)); err != nil || w.Mode() != config.DiffItems {
+			return // an empty array: auto waits
+		}
+		wrapped, err := w.Next([]byte(`{"items":` + b + `,"total":2}`))
+		if err != nil || render(wrapped) != render(changes) {
+			t.Fatalf("wrapped %s then %s: got %s, %v; want %s", a, b, render(wrapped), err, render(changes))
+		}
 	})
 }
 
@@ -102,29 +112,119 @@ func FuzzDiffPatch(f *testing.F) {
 		if err != nil {
 			return // b is not JSON
 		}
-		var doc any
-		json.Unmarshal([]byte(a), &doc)
-		for _, c := range changes {
-			if c.Kind != stream.KindPatch {
-				t.Fatalf("unexpected %s event in patch mode", c.Kind)
+		checkPatchEvents(t, a, b, changes)
+		// The walker that takes large documents, on the same pair.
+		data, ok := poller.WalkPatch([]byte(a), []byte(b))
+		if !ok {
+			t.Fatalf("walker gave up without a size limit")
+		}
+		var walked []stream.Change
+		if data != nil {
+			walked = []stream.Change{{Kind: stream.KindPatch, Data: data}}
+		}
+		checkPatchEvents(t, a, b, walked)
+	})
+}
+
+// checkPatchEvents applies patch-mode events to a and expects b.
+func checkPatchEvents(t *testing.T, a, b string, changes []stream.Change) {
+	t.Helper()
+	var doc any
+	json.Unmarshal([]byte(a), &doc)
+	for _, c := range changes {
+		switch c.Kind {
+		case stream.KindSnapshot: // a patch larger than the body
+			doc = nil
+			if err := json.Unmarshal(c.Data, &doc); err != nil {
+				t.Fatalf("snapshot %s: %v", c.Data, err)
 			}
+		case stream.KindPatch:
 			var ops []patchOp
 			if err := json.Unmarshal(c.Data, &ops); err != nil {
 				t.Fatalf("patch %s: %v", c.Data, err)
 			}
 			for _, op := range ops {
+				var err error
 				doc, err = applyOp(doc, op)
 				if err != nil {
-					t.Fatalf("applying %+v to %s: %v", op, a, err)
+					t.Fatalf("applying %+v to %.200s: %v", op, a, err)
+				}
+			}
+		default:
+			t.Fatalf("unexpected %s event in patch mode", c.Kind)
+		}
+	}
+	var want any
+	json.Unmarshal([]byte(b), &want)
+	// Equal documents marshal alike (sorted names), and far faster than
+	// reflect.DeepEqual compares large ones.
+	got, _ := json.Marshal(doc)
+	exp, _ := json.Marshal(want)
+	if !bytes.Equal(got, exp) {
+		t.Fatalf("old %.500s + events %.500s\n got %.500s\nwant %.500s", a, render(changes), got, exp)
+	}
+}
+
+// FuzzDiffLargeArrays: large arrays (thousands of elements, the shape that
+// made the old differ quadratic) built from the fuzz input, edited at the
+// positions it names, still give events that turn the old body into the
+// new one.
+func FuzzDiffLargeArrays(f *testing.F) {
+	f.Add(`[1,"a",{"k":[2]}]`, []byte{0, 0, 0, 1, 0x10, 0, 2, 0xff, 0xff}, uint16(3000), false)
+	f.Add(`[{"id":1,"t":"x"},{"id":2}]`, []byte{0, 0, 0, 5, 0xff, 0xff}, uint16(20000), true)
+	f.Add(`[0]`, []byte{2, 0, 0, 1, 0x80, 0}, uint16(60000), false)
+	f.Fuzz(func(t *testing.T, elems string, edits []byte, repeat uint16, wrap bool) {
+		var vals []json.RawMessage
+		if json.Unmarshal([]byte(elems), &vals) != nil || len(vals) == 0 {
+			return
+		}
+		n := 1000 + int(repeat)
+		old := make([]json.RawMessage, n)
+		for i := range old {
+			old[i] = vals[i%len(vals)]
+		}
+		cur := append([]json.RawMessage(nil), old...)
+		for i := 0; i+2 < len(edits) && i < 3*64; i += 3 {
+			pos := int(edits[i+1])<<8 | int(edits[i+2])
+			v := vals[int(edits[i]/3)%len(vals)]
+			switch edits[i] % 3 {
+			case 0: // insert
+				pos %= len(cur) + 1
+				cur = append(cur[:pos], append([]json.RawMessage{v}, cur[pos:]...)...)
+			case 1: // remove
+				if len(cur) > 0 {
+					pos %= len(cur)
+					cur = append(cur[:pos], cur[pos+1:]...)
+				}
+			case 2: // replace
+				if len(cur) > 0 {
+					cur[pos%len(cur)] = v
 				}
 			}
 		}
-		var want any
-		json.Unmarshal([]byte(b), &want)
-		if !reflect.DeepEqual(doc, want) {
-			t.Fatalf("old %s + patch %s\n got %v\nwant %v", a, render(changes), doc, want)
+		a, b := bodyOf(t, old, wrap), bodyOf(t, cur, wrap)
+		d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffPatch})
+		if _, err := d.Next([]byte(a)); err != nil {
+			t.Fatal(err)
 		}
+		changes, err := d.Next([]byte(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPatchEvents(t, a, b, changes)
 	})
+}
+
+func bodyOf(t *testing.T, arr []json.RawMessage, wrap bool) string {
+	var v any = arr
+	if wrap {
+		v = map[string]any{"data": arr, "count": len(arr)}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 type patchOp struct {

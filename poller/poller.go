@@ -357,7 +357,7 @@ func (p *Poller) poll(ctx context.Context, t stream.Target, st *keyState) (res r
 		return result{outcome: InvalidBody, status: res.status, err: err}
 	}
 	if m := st.differ.Mode(); m != before {
-		p.opts.Logger.Info("diff mode chosen", "key", t.Key.String(), "path", t.URL.Path, "mode", m)
+		p.opts.Logger.Info("diff mode chosen", "key", t.Key.String(), "path", t.URL.Path, "mode", m, "pointer", st.differ.ItemsPointer())
 	}
 	st.etag, st.lastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	res.body, res.changes, res.outcome = body, changes, Unchanged

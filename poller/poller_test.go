@@ -376,3 +376,22 @@ func TestPollerDenial(t *testing.T) {
 		})
 	}
 }
+
+// TestPollerLogsChosenPointer: auto's choice of items inside a wrapper
+// object is logged with the pointer it chose.
+func TestPollerLogsChosenPointer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := start(t, poller.Options{Interval: 2 * time.Second, IntervalMax: 2 * time.Second}, func(n int, r *http.Request) (*http.Response, error) {
+			return reply(200, `{"items":[{"id":"secret-id"}],"total":1}`), nil
+		})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		logs := h.logs.String()
+		if !strings.Contains(logs, `msg="diff mode chosen"`) || !strings.Contains(logs, "mode=items pointer=/items") {
+			t.Errorf("logs do not name the chosen mode and pointer:\n%s", logs)
+		}
+		if strings.Contains(logs, "secret-id") {
+			t.Errorf("logs contain a value from the body:\n%s", logs)
+		}
+	})
+}
