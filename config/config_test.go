@@ -115,6 +115,15 @@ func TestValidationMessages(t *testing.T) {
 		{[]string{"SSEGATE_UPSTREAM_MAX_RPS=fast"}, `SSEGATE_UPSTREAM_MAX_RPS: must be a number, got "fast"`},
 		{[]string{"SSEGATE_POLL_INTERVAL_MAX=1s"}, `SSEGATE_POLL_INTERVAL_MAX: must be at least SSEGATE_POLL_INTERVAL (2s), got "1s"`},
 		{[]string{"SSEGATE_NUDGE_TOKEN=short"}, `SSEGATE_NUDGE_TOKEN: must be at least 16 characters`},
+		{[]string{"SSEGATE_CORS_ORIGINS=app.example.com"}, `SSEGATE_CORS_ORIGINS: "app.example.com" must be an origin such as https://app.example.com`},
+		{[]string{"SSEGATE_CORS_ORIGINS=https://app.example.com/path"}, `SSEGATE_CORS_ORIGINS: "https://app.example.com/path" must be an origin such as`},
+		{[]string{"SSEGATE_CORS_ORIGINS=https://app.example.com/"}, `SSEGATE_CORS_ORIGINS: "https://app.example.com/" is not in the form browsers send (lower case, no default port, no trailing slash): use "https://app.example.com"`},
+		{[]string{"SSEGATE_CORS_ORIGINS=https://App.Example.com:443"}, `use "https://app.example.com"`},
+		{[]string{"SSEGATE_CORS_ORIGINS=ftp://x"}, `SSEGATE_CORS_ORIGINS: "ftp://x" must be an origin`},
+		{[]string{"SSEGATE_CORS_ORIGINS=null"}, `SSEGATE_CORS_ORIGINS: "null" must be an origin`},
+		{[]string{"SSEGATE_CORS_ORIGINS=https://*.example.com"}, `SSEGATE_CORS_ORIGINS: "https://*.example.com" has a wildcard`},
+		{[]string{"SSEGATE_CORS_ORIGINS=*,https://a.example"}, `SSEGATE_CORS_ORIGINS: * allows every origin and must be alone`},
+		{[]string{"SSEGATE_CORS_ORIGINS=https://u:p@a.example"}, `SSEGATE_CORS_ORIGINS: "https://u:p@a.example" must be an origin`},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.env...)
@@ -127,6 +136,19 @@ func TestValidationMessages(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), "\n") {
 			t.Errorf("%v: message spans lines: %q", tt.env, err)
+		}
+	}
+}
+
+func TestCORSOrigins(t *testing.T) {
+	for _, v := range []string{"", "*", "https://app.example.com", "http://127.0.0.1:3000,https://app.example.com:8443,http://[::1]:8080"} {
+		c, err := load(t, "SSEGATE_CORS_ORIGINS="+v)
+		if err != nil {
+			t.Errorf("CORS_ORIGINS=%q: %v, want valid", v, err)
+			continue
+		}
+		if got := strings.Join(c.CORSOrigins, ","); got != v {
+			t.Errorf("CORS_ORIGINS=%q: got %q", v, got)
 		}
 	}
 }

@@ -39,6 +39,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Nudge, when set, is served at NudgePath on this listener too.
 	Nudge http.Handler
+	// CORSOrigins may read event streams from another origin: serialized
+	// origins, with credentials, or "*" alone for any origin without.
+	// Default: none. Pass-through never gets these headers.
+	CORSOrigins []string
 }
 
 // Proxy is the gateway's main http.Handler.
@@ -49,6 +53,7 @@ type Proxy struct {
 	streamPaths *http.ServeMux
 	passThrough http.Handler
 	nudge       http.Handler
+	cors        *cors // nil: no cross-origin streams
 	log         *slog.Logger
 }
 
@@ -74,7 +79,11 @@ func New(opts Options) (*Proxy, error) {
 			return nil, err
 		}
 	}
-	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, keyer: opts.Keyer, streamPaths: mux, nudge: opts.Nudge, log: opts.Logger}
+	c, err := newCORS(opts.CORSOrigins)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, keyer: opts.Keyer, streamPaths: mux, nudge: opts.Nudge, cors: c, log: opts.Logger}
 
 	rp := &httputil.ReverseProxy{
 		// Rewrite (not Director) so that hop-by-hop headers named in
@@ -112,6 +121,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.nudge.ServeHTTP(w, r)
 		return
 	}
+	if p.hub != nil && p.servePreflight(w, r) {
+		return
+	}
 	if p.hub != nil && p.isStream(r) {
 		p.serveStream(w, r)
 		return
@@ -147,6 +159,7 @@ func AcceptsEventStream(h http.Header) bool {
 }
 
 func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
+	p.cors.setHeaders(w.Header(), r) // first: every answer below carries them
 	q, err := stream.NormalizeQuery(r.URL.RawQuery, "lastEventId")
 	if err != nil {
 		http.Error(w, "ssegate: malformed query string", http.StatusBadRequest)

@@ -151,6 +151,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Keyer:       keyer,
 		Nudge:       nudge,
 		StreamPaths: cfg.StreamPaths,
+		CORSOrigins: cfg.CORSOrigins,
 		Logger:      log.With("component", "proxy"),
 		Registerer:  reg,
 	})
