@@ -152,7 +152,7 @@ http {
 			t.Fatal(err)
 		}
 		var stderr bytes.Buffer
-		cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"))
+		cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
 		cmd.Stdout, cmd.Stderr = &stderr, &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
