@@ -72,6 +72,10 @@ type Config struct {
 
 	// StreamPaths are http.ServeMux patterns of paths that may stream. Default: every path.
 	StreamPaths []string `env:"STREAM_PATHS" envDefault:"/" help:"comma-separated http.ServeMux patterns of paths served as event streams"`
+	// CORSOrigins may open event streams from another origin: exact
+	// origins (with credentials), or "*" for any origin without credentials.
+	// Default: none.
+	CORSOrigins []string `env:"CORS_ORIGINS" help:"comma-separated origins (https://app.example.com) whose pages may open event streams, with credentials; * for any origin without credentials; empty: none"`
 	// IdentityHeaders decide which clients share a poller, and are sent upstream. Default "Authorization,Cookie".
 	IdentityHeaders []string `env:"IDENTITY_HEADERS" envDefault:"Authorization,Cookie" help:"request headers that identify a user: part of the stream key, sent upstream"`
 	// KeyByClientIP makes the client's address part of the stream key. Default false.
@@ -303,6 +307,9 @@ func (c *Config) Validate() error {
 			bad("STREAM_PATHS", "%v, got %q", err, p)
 		}
 	}
+	if err := checkOrigins(c.CORSOrigins); err != nil {
+		bad("CORS_ORIGINS", "%v", err)
+	}
 
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
@@ -318,6 +325,56 @@ func checkPattern(p string) (err error) {
 		}
 	}()
 	http.NewServeMux().Handle(p, http.NotFoundHandler())
+	return nil
+}
+
+// checkOrigins accepts "*" alone or a list of origins serialized as
+// browsers send them in the Origin header (RFC 6454 §6.1): a request's
+// Origin is compared byte for byte, so "https://App.example.com/" would
+// never match and is refused here with the form that would.
+func checkOrigins(origins []string) error {
+	for _, o := range origins {
+		if o == "*" {
+			if len(origins) > 1 {
+				return fmt.Errorf("* allows every origin and must be alone, got %q", strings.Join(origins, ","))
+			}
+			return nil
+		}
+		if err := checkOrigin(o); err != nil {
+			return fmt.Errorf("%q %w", o, err)
+		}
+	}
+	return nil
+}
+
+func checkOrigin(o string) error {
+	const form = "must be an origin such as https://app.example.com (scheme://host[:port], no path)"
+	if o == "" || o == "null" {
+		return errors.New(form) // "null" is what sandboxed and file: pages send: anyone can be null
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return errors.New(form)
+	}
+	if strings.Contains(u.Host, "*") {
+		return errors.New("has a wildcard: list each origin, or use * alone for any origin without credentials")
+	}
+	host := strings.ToLower(u.Host)
+	if port := u.Port(); (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		host = strings.TrimSuffix(host, ":"+port)
+	}
+	for _, r := range host {
+		if r > 0x7f {
+			return errors.New("must spell its host in ASCII (punycode, xn--), as browsers send it")
+		}
+	}
+	canonical := strings.ToLower(u.Scheme) + "://" + host
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return errors.New(form)
+	}
+	if canonical != o {
+		return fmt.Errorf("is not in the form browsers send (lower case, no default port, no trailing slash): use %q", canonical)
+	}
 	return nil
 }
 

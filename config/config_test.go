@@ -123,6 +123,15 @@ func TestValidationMessages(t *testing.T) {
 		{[]string{"SSEGATE_TRUSTED_PROXIES=10.0.0.0/8,lb.internal"}, `SSEGATE_TRUSTED_PROXIES: must be comma-separated CIDRs such as 10.0.0.0/8, got "lb.internal"`},
 		{[]string{"SSEGATE_TRUSTED_PROXIES=10.0.0.0/33"}, `SSEGATE_TRUSTED_PROXIES: must be comma-separated CIDRs`},
 		{[]string{"SSEGATE_KEY_BY_CLIENT_IP=yes"}, `SSEGATE_KEY_BY_CLIENT_IP: must be true or false, got "yes"`},
+		{[]string{"SSEGATE_CORS_ORIGINS=app.example.com"}, `SSEGATE_CORS_ORIGINS: "app.example.com" must be an origin such as https://app.example.com`},
+		{[]string{"SSEGATE_CORS_ORIGINS=https://app.example.com/path"}, `SSEGATE_CORS_ORIGINS: "https://app.example.com/path" must be an origin such as`},
+		{[]string{"SSEGATE_CORS_ORIGINS=https://app.example.com/"}, `SSEGATE_CORS_ORIGINS: "https://app.example.com/" is not in the form browsers send (lower case, no default port, no trailing slash): use "https://app.example.com"`},
+		{[]string{"SSEGATE_CORS_ORIGINS=https://App.Example.com:443"}, `use "https://app.example.com"`},
+		{[]string{"SSEGATE_CORS_ORIGINS=ftp://x"}, `SSEGATE_CORS_ORIGINS: "ftp://x" must be an origin`},
+		{[]string{"SSEGATE_CORS_ORIGINS=null"}, `SSEGATE_CORS_ORIGINS: "null" must be an origin`},
+		{[]string{"SSEGATE_CORS_ORIGINS=https://*.example.com"}, `SSEGATE_CORS_ORIGINS: "https://*.example.com" has a wildcard`},
+		{[]string{"SSEGATE_CORS_ORIGINS=*,https://a.example"}, `SSEGATE_CORS_ORIGINS: * allows every origin and must be alone`},
+		{[]string{"SSEGATE_CORS_ORIGINS=https://u:p@a.example"}, `SSEGATE_CORS_ORIGINS: "https://u:p@a.example" must be an origin`},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.env...)
@@ -152,6 +161,19 @@ func TestTrustedProxies(t *testing.T) {
 	}
 	if err != nil || !slices.Equal(got, want) {
 		t.Errorf("got %v, %v; want %v", got, err, want)
+	}
+}
+
+func TestCORSOrigins(t *testing.T) {
+	for _, v := range []string{"", "*", "https://app.example.com", "http://127.0.0.1:3000,https://app.example.com:8443,http://[::1]:8080"} {
+		c, err := load(t, "SSEGATE_CORS_ORIGINS="+v)
+		if err != nil {
+			t.Errorf("CORS_ORIGINS=%q: %v, want valid", v, err)
+			continue
+		}
+		if got := strings.Join(c.CORSOrigins, ","); got != v {
+			t.Errorf("CORS_ORIGINS=%q: got %q", v, got)
+		}
 	}
 }
 

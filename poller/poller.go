@@ -36,8 +36,9 @@ const (
 	TooLarge    Outcome = "too_large"    // body over MaxBodyBytes
 	Timeout     Outcome = "timeout"      // no full answer within PollTimeout
 	Unreachable Outcome = "unreachable"  // connection refused, DNS, TLS, reset
-	// Denied is a 401 or 403 (or a 404 on the first poll): the key's streams
-	// end. Its metric label is http_error, to keep the documented set.
+	// Denied is a 401, 403, 404 or 410: the key's streams end, and new
+	// subscribers get that answer, as a GET of the same URL would. Its
+	// metric label is http_error, to keep the documented set.
 	Denied Outcome = "denied"
 )
 
@@ -326,8 +327,7 @@ func (p *Poller) poll(ctx context.Context, t stream.Target, st *keyState) (res r
 		res.outcome = NotModified
 		drain(resp.Body)
 		return res
-	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden,
-		resp.StatusCode == http.StatusNotFound && !st.hasBody:
+	case denies(resp.StatusCode):
 		res.outcome = Denied
 		res.header = denialHeader(resp.Header)
 		res.body, _ = io.ReadAll(io.LimitReader(resp.Body, min(p.opts.MaxBodyBytes, 64<<10)))
@@ -365,6 +365,19 @@ func (p *Poller) poll(ctx context.Context, t stream.Target, st *keyState) (res r
 		res.outcome = Changed
 	}
 	return res
+}
+
+// denies reports whether status ends a key, before or after its first body:
+// the session is gone (401, 403) or the resource is (404, 410), and an
+// EventSource must then see what a GET of the same URL sees, not heartbeats
+// and a snapshot of what was deleted. Its streams end cleanly, so an
+// EventSource reconnects once and gets the status.
+func denies(status int) bool {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusGone:
+		return true
+	}
+	return false
 }
 
 // classify tells a timeout from an unreachable upstream.

@@ -208,7 +208,7 @@ func TestPollerFailuresChangeNothing(t *testing.T) {
 		{"http_error", config.DiffAuto, func(*http.Request) (*http.Response, error) {
 			return reply(302, "", "Location", "http://elsewhere.test/"), nil
 		}},
-		{"http_error", config.DiffAuto, func(*http.Request) (*http.Response, error) { return reply(404, "gone"), nil }},
+		{"http_error", config.DiffAuto, func(*http.Request) (*http.Response, error) { return reply(429, "slow down"), nil }},
 		{"invalid_body", config.DiffItems, func(*http.Request) (*http.Response, error) { return reply(200, "<html>oops</html>"), nil }},
 		{"invalid_body", config.DiffPatch, func(*http.Request) (*http.Response, error) { return reply(200, `[{"id":`), nil }},
 		{"invalid_body", config.DiffAuto, func(*http.Request) (*http.Response, error) { return reply(200, `{"error":"x"}`), nil }},
@@ -337,9 +337,14 @@ func TestPollerDenial(t *testing.T) {
 		{"401 at admission", 401, 0, 401},
 		{"403 at admission", 403, 0, 403},
 		{"404 at admission", 404, 0, 404},
+		{"410 at admission", 410, 0, 410},
 		{"401 mid-session", 200, 401, 401},
 		{"403 mid-session", 200, 403, 403},
-		{"404 mid-session keeps streaming", 200, 404, 0},
+		// The resource was deleted: a GET now gets 404 or 410, so must a stream.
+		{"404 mid-session", 200, 404, 404},
+		{"410 mid-session", 200, 410, 410},
+		{"500 mid-session keeps streaming", 200, 500, 0},
+		{"429 mid-session keeps streaming", 200, 429, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

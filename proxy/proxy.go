@@ -47,6 +47,10 @@ type Options struct {
 	// PassWebSockets forwards WebSocket upgrades; every other upgrade is
 	// always stripped. Default false.
 	PassWebSockets bool
+	// CORSOrigins may read event streams from another origin: serialized
+	// origins, with credentials, or "*" alone for any origin without.
+	// Default: none. Pass-through never gets these headers.
+	CORSOrigins []string
 }
 
 // Proxy is the gateway's main http.Handler.
@@ -57,6 +61,7 @@ type Proxy struct {
 	streamPaths *http.ServeMux
 	passThrough http.Handler
 	nudge       http.Handler
+	cors        *cors // nil: no cross-origin streams
 	log         *slog.Logger
 	forwarding  forwarding
 	passWS      bool
@@ -84,7 +89,11 @@ func New(opts Options) (*Proxy, error) {
 			return nil, err
 		}
 	}
-	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, keyer: opts.Keyer, streamPaths: mux, nudge: opts.Nudge, log: opts.Logger,
+	c, err := newCORS(opts.CORSOrigins)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, keyer: opts.Keyer, streamPaths: mux, nudge: opts.Nudge, cors: c, log: opts.Logger,
 		forwarding: forwarding{trusted: opts.TrustedProxies}, passWS: opts.PassWebSockets}
 
 	rp := &httputil.ReverseProxy{
@@ -133,6 +142,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Forwarded, a CONNECT would be a tunnel (over HTTP/2 both ways,
 		// the body is one), past every rule of this proxy.
 		http.Error(w, "ssegate: CONNECT is not forwarded", http.StatusNotImplemented)
+		return
+	}
+	if p.hub != nil && p.servePreflight(w, r) {
 		return
 	}
 	if p.hub != nil && r.Method == http.MethodGet && AcceptsEventStream(r.Header) {
@@ -205,6 +217,7 @@ func AcceptsEventStream(h http.Header) bool {
 
 // serveStream answers r, on a canonical stream path, from the hub.
 func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
+	p.cors.setHeaders(w.Header(), r) // first: every answer below carries them
 	u := *p.upstream
 	u.Path = joinPath(p.upstream.Path, r.URL.Path)
 	u.RawPath = joinPath(p.upstream.EscapedPath(), r.URL.EscapedPath())

@@ -159,6 +159,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		StreamPaths:    cfg.StreamPaths,
 		TrustedProxies: trusted,
 		PassWebSockets: cfg.PassWebSockets,
+		CORSOrigins:    cfg.CORSOrigins,
 		Logger:         log.With("component", "proxy"),
 		Registerer:     reg,
 	})
