@@ -639,4 +639,3 @@ func TestReadmeMetricsTable(t *testing.T) {
 		}
 	}
 }
-

@@ -351,4 +351,3 @@ func TestLivePrometheus(t *testing.T) {
 		t.Errorf("active alerts: got %v, want %v", got, want)
 	}
 }
-
