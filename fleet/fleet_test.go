@@ -587,7 +587,15 @@ func TestForkedHistoryStartsANewEpoch(t *testing.T) {
 	if cs.Position != p2 {
 		t.Fatalf("C reads %+v, want %+v", cs.Position, p2)
 	}
-	if _, err := c.Append(bg, key, cs.Position, Write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: []byte("forked")}}}); err != nil {
+	// Two appends, B notified of the second only: B reads after its id 3,
+	// which the forked history has too, with another tag.
+	c.muteNotify = true
+	c3, err := c.Append(bg, key, cs.Position, Write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: []byte("forked")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.muteNotify = false
+	if _, err := c.Append(bg, key, c3, Write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: []byte("forked2")}}}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "B's read deletes the forked state", func() bool {
@@ -595,7 +603,7 @@ func TestForkedHistoryStartsANewEpoch(t *testing.T) {
 		return n == 0
 	})
 	for _, ev := range col.data() {
-		if ev == "forked" {
+		if strings.HasPrefix(ev, "forked") {
 			t.Fatal("B delivered an event of the forked history as a continuation")
 		}
 	}
@@ -604,11 +612,34 @@ func TestForkedHistoryStartsANewEpoch(t *testing.T) {
 	}
 	eventually(t, 2*time.Second, "B resets to a new epoch", func() bool { ep, _, resets := col.at(); return resets == 2 && ep != p1.Epoch })
 
+	// A position at the newest id with another tag is a fork too.
+	now, _, _ := b.State(bg, key)
+	forged := now.Position
+	forged.tag = "other"
+	if _, err := b.Since(bg, key, forged, 10, false); !errors.Is(err, ErrUnknown) {
+		t.Errorf("Since at the newest id with another tag = %v, want ErrUnknown", err)
+	}
+	if n, _ := v.raw.Exists(bg, st).Result(); n != 0 {
+		t.Error("the state survived a fork at the newest id")
+	}
+
 	// The writer's own check: A still thinks it is at p3.
 	v.flush()
 	q1, _ := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
 	q2 := appendN(t, a, key, q1, 1, "kept")
 	q3 := appendN(t, a, key, q2, 1, "lost")
+	if err := v.raw.HSet(bg, st, "s", "2", "h", q2.tag).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// C, which read the state at q2, finds events beyond it (the state
+	// was restored older than the events): it trusts neither.
+	if cur, err := c.Append(bg, key, q2, Write{Body: []byte("y"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: []byte("z")}}}); !errors.Is(err, ErrConflict) || cur != (Position{}) {
+		t.Fatalf("C's append below the events = %+v, %v; want a conflict and the state gone", cur, err)
+	}
+	v.flush()
+	q1, _ = a.Append(bg, key, Position{}, Write{Body: []byte("first")})
+	q2 = appendN(t, a, key, q1, 1, "kept")
+	q3 = appendN(t, a, key, q2, 1, "lost")
 	if err := v.raw.HSet(bg, st, "s", "2", "h", q2.tag).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -655,5 +686,33 @@ func TestLiveReplicas(t *testing.T) {
 	case <-changed:
 	default:
 		t.Error("the change channel was not closed")
+	}
+}
+
+// A holder's own append is handed to its follower directly only when the
+// follower is at the append's previous position: after another writer's
+// unannounced append it must read, not skip.
+func TestOwnAppendAfterAnotherWritersIsRead(t *testing.T) {
+	v := newEnv(t)
+	a, b := v.open(), v.open()
+	const key = "k1"
+	col := newCollector(t)
+	f, err := a.Follow(key, col.fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	pos, err := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos = appendN(t, a, key, pos, 1, "a")
+	eventually(t, 2*time.Second, "A follows", func() bool { _, last, _ := col.at(); return last == pos.Last })
+	b.muteNotify = true
+	pos = appendN(t, b, key, pos, 2, "b") // the lease moved to B for a while
+	pos = appendN(t, a, key, pos, 1, "a2")
+	eventually(t, 2*time.Second, "A's follower has everything", func() bool { _, last, _ := col.at(); return last == pos.Last })
+	if got := strings.Join(col.data(), ","); got != "a-0,b-0,b-1,a2-0" {
+		t.Errorf("A's follower got %s", got)
 	}
 }
