@@ -1,0 +1,180 @@
+package fleet
+
+import (
+	"context"
+	"time"
+)
+
+// The poll lease is an efficiency lease, not a lock: it makes one replica
+// poll a key for the fleet, and if two ever poll for a moment (a pause longer
+// than the lease, a clock jump) the second's Append gets ErrConflict, so a
+// poll is wasted but the history stays whole.
+
+// TryAcquire takes the key's poll lease for this replica if it is free, or
+// renews it if this replica holds it already. held reports which is true
+// now. wait is, when another replica holds it, the time until its lease
+// runs out unless renewed: when to try again to take over at once.
+func (e *Engine) TryAcquire(ctx context.Context, key string) (held bool, wait time.Duration, err error) {
+	if err := checkKey(key); err != nil {
+		return false, 0, err
+	}
+	var res []any
+	err = e.do(ctx, opAcquire, func(ctx context.Context) (err error) {
+		res, err = acquireScript.Run(ctx, e.rdb, []string{e.names.lease(key), e.names.state(key)},
+			e.token, e.opts.LeaseTime.Milliseconds()).Slice()
+		return err
+	})
+	if err != nil {
+		return false, 0, err
+	}
+	switch num(res[0]) {
+	case 0:
+		if len(res) > 1 {
+			wait = time.Duration(max(num(res[1]), 0)) * time.Millisecond
+		}
+		e.setHeld(key, false)
+		return false, wait, nil
+	case 2:
+		if len(res) > 1 && str(res[1]) != "" && str(res[1]) != e.token {
+			e.metrics.takeovers.Inc()
+		}
+	}
+	e.setHeld(key, true)
+	return true, 0, nil
+}
+
+// Renew extends the key's lease if this replica still holds it, and the
+// life of the key's state with it. held is false when the lease was lost.
+func (e *Engine) Renew(ctx context.Context, key string) (held bool, err error) {
+	if err := checkKey(key); err != nil {
+		return false, err
+	}
+	var n int64
+	err = e.do(ctx, opRenew, func(ctx context.Context) (err error) {
+		n, err = renewScript.Run(ctx, e.rdb, []string{e.names.lease(key), e.names.state(key), e.names.events(key)},
+			e.token, e.opts.LeaseTime.Milliseconds(), e.opts.StateTTL.Milliseconds()).Int64()
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	e.setHeld(key, n == 1)
+	return n == 1, nil
+}
+
+// Release gives the key's lease up if this replica holds it, so another
+// replica with clients of the key takes over without waiting it out.
+func (e *Engine) Release(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	e.setHeld(key, false)
+	return e.do(ctx, opRelease, func(ctx context.Context) error {
+		return releaseScript.Run(ctx, e.rdb, []string{e.names.lease(key)}, e.token).Err()
+	})
+}
+
+func (e *Engine) setHeld(key string, held bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.held[key]; ok == held {
+		return
+	}
+	if held {
+		e.held[key] = struct{}{}
+	} else {
+		delete(e.held, key)
+	}
+	e.metrics.leasesHeld.Set(float64(len(e.held)))
+}
+
+// Lease keeps trying to hold one key's poll lease while it runs: the loop a
+// key's poller runs beside its polls. It renews at a third of the lease
+// time; a replica that does not hold it tries again when the holder's lease
+// would run out, so a dead holder is replaced within the lease time.
+type Lease struct {
+	e    *Engine
+	key  string
+	held watched[bool]
+}
+
+// NewLease returns the lease loop of key; call Run to start it.
+func (e *Engine) NewLease(key string) *Lease { return &Lease{e: e, key: key} }
+
+// Held reports whether this replica holds the lease now, and a channel
+// closed when that changes. While it is true, this replica polls the key.
+func (l *Lease) Held() (bool, <-chan struct{}) { return l.held.get() }
+
+// Run acquires and renews the lease until ctx is done, then releases it.
+// While Redis is unreachable the lease counts as lost once it would have
+// run out; the caller then polls alone anyway (Engine.Connected).
+func (l *Lease) Run(ctx context.Context) {
+	renew := l.e.opts.LeaseTime / 3
+	var validUntil time.Time // while held: when the lease may run out unless renewed
+	defer func() {
+		if held, _ := l.held.get(); held {
+			l.held.set(false)
+			rctx, cancel := context.WithTimeout(context.Background(), l.e.opts.Timeout)
+			_ = l.e.Release(rctx, l.key)
+			cancel()
+		}
+	}()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		was, _ := l.held.get()
+		next := renew
+		start := time.Now()
+		var held bool
+		var wait time.Duration
+		var err error
+		if was {
+			// Give up at validUntil even if Redis does not answer: from
+			// then on another replica may hold it.
+			rctx, cancel := context.WithDeadline(ctx, validUntil)
+			if held, err = l.e.Renew(rctx, l.key); err == nil && !held {
+				next = 0 // lost it (this replica paused too long): see who has it
+			}
+			cancel()
+		} else {
+			held, wait, err = l.e.TryAcquire(ctx, l.key)
+		}
+		switch {
+		case err != nil:
+			// Keep polling until the lease would have run out: a
+			// renewal that failed to answer may still have landed.
+			held = was && time.Now().Before(validUntil)
+			if held {
+				next = min(next, time.Until(validUntil))
+			}
+		case held:
+			// The lease runs from when Redis ran the call, after start;
+			// the margin covers clock drift between here and Redis.
+			validUntil = start.Add(l.e.opts.LeaseTime - l.e.opts.LeaseTime/10)
+		case wait > 0 && wait < next:
+			next = wait + time.Millisecond // the moment the holder's lease runs out
+		}
+		l.held.set(held)
+		if err != nil && !held {
+			// Try again as soon as Redis is back, or in a while.
+			up, connCh := l.e.WatchConnected()
+			if up {
+				connCh = nil // a reply error, not an outage
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-connCh:
+				next = 0
+			case <-time.After(renew):
+				next = 0
+			}
+		}
+		t.Reset(next)
+	}
+}
