@@ -116,7 +116,7 @@ func (t *topic) join(last ID) *Subscriber {
 		}
 	}
 	t.subs[sub] = struct{}{}
-	if len(t.subs) > 1 {
+	if len(t.subs) > 1 || t.state != statePending { // not the admission poll's own client
 		t.raiseLocked(SignalSubscriber)
 	}
 	return sub
@@ -126,7 +126,10 @@ func (t *topic) join(last ID) *Subscriber {
 func (t *topic) leave(sub *Subscriber) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.subs, sub)
+	if _, ok := t.subs[sub]; ok {
+		delete(t.subs, sub)
+		t.raiseLocked(SignalSubscriberLeft)
+	}
 	if len(t.subs) > 0 || t.removed {
 		return
 	}
@@ -153,6 +156,7 @@ func (t *topic) end(sub *Subscriber, reason string) {
 		return
 	}
 	delete(t.subs, sub)
+	t.raiseLocked(SignalSubscriberLeft)
 	sub.reason = reason
 	close(sub.done)
 	t.hub.metrics.evicted(reason)
