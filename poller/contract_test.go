@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -117,6 +118,25 @@ type contractRig struct {
 	hdr    func(n int) http.Header // extra answer headers; nil: none
 	slow   time.Duration           // how long the upstream takes to answer
 	onPoll func()                  // called as each poll arrives; nil: nothing
+	status func(n int) int         // status of answer n; nil: 200
+	logs   lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func runContract(t *testing.T, opts poller.Options, subs int, body func() string, setup ...func(*contractRig)) *contractRig {
@@ -125,7 +145,7 @@ func runContract(t *testing.T, opts poller.Options, subs int, body func() string
 		f(r)
 	}
 	opts.Registerer = r.reg
-	opts.Logger = slog.New(slog.DiscardHandler)
+	opts.Logger = slog.New(slog.NewTextHandler(&r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.Client = &http.Client{Transport: roundTrip(func(req *http.Request) (*http.Response, error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -146,7 +166,11 @@ func runContract(t *testing.T, opts poller.Options, subs int, body func() string
 			time.Sleep(r.slow)
 			r.mu.Lock()
 		}
-		resp := reply(200, r.body())
+		status := 200
+		if r.status != nil {
+			status = r.status(len(r.polls))
+		}
+		resp := reply(status, r.body())
 		if r.hdr != nil {
 			for k, vs := range r.hdr(len(r.polls)) {
 				resp.Header[k] = vs

@@ -165,18 +165,15 @@ func splitUnquoted(s string, sep byte) []string {
 	return append(parts, s[start:])
 }
 
-// epochThreshold tells an epoch time from a delay: no API asks to wait 30
-// years, and no reset happened before 2001.
-const epochThreshold = 1_000_000_000
-
 // resetTime reads X-RateLimit-Reset: epoch seconds (GitHub) or seconds
-// from now (others), as the time left until then.
+// from now (others), as the time left until then. No API asks to wait
+// decades, so a number over half of now's epoch seconds is a time.
 func resetTime(v string, now time.Time) time.Duration {
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	switch {
 	case err != nil || n <= 0:
 		return 0
-	case n >= epochThreshold:
+	case n >= now.Unix()/2:
 		if d := time.Unix(n, 0).Sub(now); d > 0 {
 			return min(d, maxHint)
 		}
