@@ -14,10 +14,12 @@ const BurstPolls = 3
 // interval, saved up to BurstPolls. Every regular poll waits for a whole
 // poll of credit and spends it, so the regular polls of a key over any
 // window W never exceed ceil(W × S / legacy) + BurstPolls, S being the
-// time-weighted number of subscribers. A nudged poll spends what credit
-// there is (the answer it brings makes a regular poll unnecessary) but
-// never waits for it. The admission poll is free: the page that joined
-// would have polled at once too.
+// time-weighted number of subscribers. A nudged poll never waits for
+// credit, but spends a poll all the same, borrowing at most one in advance
+// (the answer it brings makes the next regular poll unnecessary): so while
+// a key's changes are announced less often than its pages polled, all its
+// polls together stay within their rate too. The admission poll is free:
+// the page that joined would have polled at once too.
 type allowance struct {
 	legacy time.Duration // 0: no contract
 	credit float64       // polls saved
@@ -76,8 +78,8 @@ func (a *allowance) readyAt() time.Time {
 // ready reports whether a regular poll may start.
 func (a *allowance) ready() bool { return !a.on() || a.credit >= 1-1e-9 }
 
-// spend takes one poll of credit; a nudged poll takes what there is.
-func (a *allowance) spend() { a.credit = max(a.credit-1, 0) }
+// spend takes one poll of credit, borrowing at most one in advance.
+func (a *allowance) spend() { a.credit = max(a.credit-1, -1) }
 
 // never stands for "no poll planned": the key re-plans when a subscriber
 // joins, so this is only a bound on the wait.

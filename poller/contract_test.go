@@ -351,6 +351,36 @@ func TestContractSavesForAChange(t *testing.T) {
 	})
 }
 
+// TestContractNudgesWithinThePagesRate: a key whose changes are all
+// announced, less often than its pages polled, costs the upstream no more
+// than the pages did, nudged polls included (each spends the key's credit,
+// borrowing at most one poll).
+func TestContractNudgesWithinThePagesRate(t *testing.T) {
+	for _, subs := range []int{1, 10} {
+		t.Run(fmt.Sprint(subs), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				opts := contractOpts()
+				r := runContract(t, opts, subs, everySecond())
+				// Half the pages' rate on average, at random moments.
+				page := opts.LegacyInterval / time.Duration(subs)
+				rng := rand.New(rand.NewPCG(3, uint64(subs)))
+				const run = 2 * time.Hour
+				for begin := time.Now(); time.Since(begin) < run; {
+					time.Sleep(page + time.Duration(rng.Int64N(int64(2*page))))
+					r.crowd.signal(stream.SignalNudge)
+				}
+				polls := r.all()
+				pages := r.crowd.subscriberPolls(polls[0].at, time.Now(), opts.LegacyInterval)
+				// +1 admission, +BurstPolls saved, +1 borrowed.
+				if n := float64(len(polls)); n > math.Ceil(pages)+1+poller.BurstPolls+1 {
+					t.Errorf("%v polls (%d nudged) in %v, the pages would have made %.0f", n, len(r.of("nudge")), run, pages)
+				}
+				r.checkBound(t)
+			})
+		})
+	}
+}
+
 // TestContractIdleKey: a key that never changes, one subscriber, an hour.
 func TestContractIdleKey(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -390,21 +420,23 @@ func TestContractSubscribersComeAndGo(t *testing.T) {
 		time.Sleep(time.Minute)
 		r.checkBound(t)
 		// A key that had lost every subscriber is polled again once one
-		// is back and its page would have polled (not an hour later).
+		// is back and its pages would have polled twice (a nudge may have
+		// borrowed one): not an hour later.
 		polls := r.all()
+		const soon = 2 * 66 * time.Second
 		for _, at := range rejoined {
-			if r.crowd.subscriberPolls(at, at.Add(66*time.Second), time.Minute) < 1.1 {
+			if r.crowd.subscriberPolls(at, at.Add(soon), time.Minute) < 2.2 {
 				continue // gone again before their pages would have polled
 			}
 			ok := false
 			for _, p := range polls {
-				if !p.at.Before(at) && p.at.Sub(at) <= 66*time.Second {
+				if !p.at.Before(at) && p.at.Sub(at) <= soon {
 					ok = true
 					break
 				}
 			}
 			if !ok {
-				t.Errorf("not polled within 66s of subscribers coming back at %v", at.Format(time.TimeOnly))
+				t.Errorf("not polled within %v of subscribers coming back at %v", soon, at.Format(time.TimeOnly))
 			}
 		}
 		if len(rejoined) < 5 {
