@@ -54,9 +54,9 @@ run() {
     load "gateway-users-1000-budget-polling" -clients 1000 -users 1000 -changes 3 -change-users 5 -pause 5s -timeout 150s
     gateway SSEGATE_UPSTREAM_MAX_RPS=10 SSEGATE_POLL_INTERVAL_MAX=60s
     load "gateway-users-1000-budget-nudged"  -clients 1000 -users 1000 -changes 10 -change-users 5 -pause 5s -nudge-token $TOKEN ;;
-  contract-1000)   # the load contract: 1,000 users, one tab each, a change per user every 120 s, pages that polled every 60 s; defaults
-    gateway; load "gateway-contract-1000-polling" -steady -users 1000 -every 120s -legacy-interval 60s -warmup 60s -duration 3m
-    gateway; load "gateway-contract-1000-nudged"  -steady -users 1000 -every 120s -legacy-interval 60s -warmup 60s -duration 3m -nudge-token $TOKEN ;;
+  contract-1000)   # the load contract: 1,000 users, one tab each, a change per user every 120 s, pages that polled every 60 s; defaults; warm-up of M + T so every key is steady
+    gateway; load "gateway-contract-1000-polling" -steady -users 1000 -every 120s -legacy-interval 60s -warmup 180s -duration 3m
+    gateway; load "gateway-contract-1000-nudged"  -steady -users 1000 -every 120s -legacy-interval 60s -warmup 180s -duration 3m -nudge-token $TOKEN ;;
   soak-15000)   # 15,000 clients for 10 minutes, a change every 30 s
     gateway; load "gateway-$1" -clients 15000 -changes 21 -pause 30s -nudge-token $TOKEN ;;
   *) echo "unknown scenario $1"; exit 2 ;;
