@@ -463,9 +463,8 @@ func TestContractLeaveDuringPolls(t *testing.T) {
 				return false
 			}
 		}
-		var r *contractRig
-		away := false // guarded by r.mu
-		r = runContract(t, opts, 10, everySecond(), func(rig *contractRig) {
+		away := false // guarded by rig.mu
+		r := runContract(t, opts, 10, everySecond(), func(rig *contractRig) {
 			rig.slow = 10 * time.Second
 			rig.onPoll = func() {
 				if away {
@@ -473,13 +472,13 @@ func TestContractLeaveDuringPolls(t *testing.T) {
 				}
 				away = true
 				go func() {
-					defer func() { r.mu.Lock(); away = false; r.mu.Unlock() }()
+					defer func() { rig.mu.Lock(); away = false; rig.mu.Unlock() }()
 					if !sleep(100 * time.Millisecond) {
 						return
 					}
-					r.crowd.set(0)
+					rig.crowd.set(0)
 					if sleep(30 * time.Second) {
-						r.crowd.set(10)
+						rig.crowd.set(10)
 					}
 				}()
 			}
