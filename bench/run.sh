@@ -33,7 +33,7 @@ load() { # name, ssebench flags...
   echo "== $name"
   taskset -c 1 bench/out/ssebench "$@" -json > "bench/out/$name.json"
   taskset -c 1 true
-  python3 -c "import json,sys; r=json.load(open('bench/out/$name.json')); print({k: r[k] for k in r if k in ('clients','connections','opened','failed','deliveries','deliveries_missing','latency_p50_ms','latency_p99_ms','latency_max_ms','fanout_p99_ms','rss_per_connection_kb','rss_per_stream_kb','heap_per_stream_kb','cpu_seconds_per_1k_events','upstream_rps','direct_polling_rps','rss_mb','rss_end_mb','goroutines','goroutines_end','open_fds','open_fds_end')})"
+  python3 -c "import json,sys; r=json.load(open('bench/out/$name.json')); print({k: r[k] for k in r if k in ('clients','connections','opened','failed','deliveries','deliveries_missing','latency_p50_ms','latency_p99_ms','latency_max_ms','fanout_p99_ms','rss_per_connection_kb','rss_per_stream_kb','heap_per_stream_kb','cpu_seconds_per_1k_events','upstream_rps','direct_polling_rps','legacy_rps','regular_polls','nudged_polls','changes','rss_mb','rss_end_mb','goroutines','goroutines_end','open_fds','open_fds_end')})"
 }
 floorload() { local name=$1; shift; load "$name" -floor -url https://127.0.0.1:8444/events -metrics http://127.0.0.1:9091/metrics "$@"; }
 
@@ -54,6 +54,9 @@ run() {
     load "gateway-users-1000-budget-polling" -clients 1000 -users 1000 -changes 3 -change-users 5 -pause 5s -timeout 150s
     gateway SSEGATE_UPSTREAM_MAX_RPS=10 SSEGATE_POLL_INTERVAL_MAX=60s
     load "gateway-users-1000-budget-nudged"  -clients 1000 -users 1000 -changes 10 -change-users 5 -pause 5s -nudge-token $TOKEN ;;
+  contract-1000)   # the load contract: 1,000 users, one tab each, a change per user every 120 s, pages that polled every 60 s; defaults; warm-up of M + T so every key is steady
+    gateway; load "gateway-contract-1000-polling" -steady -users 1000 -every 120s -legacy-interval 60s -warmup 180s -duration 3m
+    gateway; load "gateway-contract-1000-nudged"  -steady -users 1000 -every 120s -legacy-interval 60s -warmup 180s -duration 3m -nudge-token $TOKEN ;;
   soak-15000)   # 15,000 clients for 10 minutes, a change every 30 s
     gateway; load "gateway-$1" -clients 15000 -changes 21 -pause 30s -nudge-token $TOKEN ;;
   *) echo "unknown scenario $1"; exit 2 ;;
@@ -61,5 +64,5 @@ run() {
   stop_server
 }
 
-if [ $# -eq 0 ]; then set -- conn-1000 conn-5000 conn-15000 mux-100000 users-1000 users-1000-budget soak-15000; fi
+if [ $# -eq 0 ]; then set -- conn-1000 conn-5000 conn-15000 mux-100000 users-1000 users-1000-budget contract-1000 soak-15000; fi
 for s in "$@"; do run "$s"; done

@@ -85,6 +85,10 @@ type Config struct {
 	PollInterval time.Duration `env:"POLL_INTERVAL" envDefault:"2s" help:"shortest time between two polls of a key, kept while it changes (at least 100ms); an unchanged key is polled less often, up to SSEGATE_POLL_INTERVAL_MAX apart"`
 	// PollIntervalMax is the longest interval of an unchanged key. Default 30s.
 	PollIntervalMax time.Duration `env:"POLL_INTERVAL_MAX" envDefault:"30s" help:"longest time between polls of a key that does not change (the interval stretches ×1.5 per unchanged poll)"`
+	// LegacyInterval is how often each page ssegate replaces used to poll: the
+	// load contract keeps every key's regular polls within what its
+	// subscribers' pages would have made. Default 60s; 0 turns it off.
+	LegacyInterval time.Duration `env:"LEGACY_INTERVAL" envDefault:"60s" help:"how often each page ssegate replaces used to poll; a key's regular polls never cost more than its subscribers' pages did; 0 turns the contract off"`
 	// UpstreamMaxRPS caps polls per second across all keys. Default 0 (no cap).
 	UpstreamMaxRPS float64 `env:"UPSTREAM_MAX_RPS" envDefault:"0" help:"most polls per second across all keys, spread evenly; 0 means no cap"`
 	// UpstreamConcurrency caps polls in flight. Default 64; 0 means no cap.
@@ -242,6 +246,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PollIntervalMax < c.PollInterval {
 		bad("POLL_INTERVAL_MAX", "must be at least SSEGATE_POLL_INTERVAL (%s), got %q", c.PollInterval, c.PollIntervalMax.String())
+	}
+	if c.LegacyInterval < 0 {
+		bad("LEGACY_INTERVAL", "must be 0 (no contract) or positive, got %q", c.LegacyInterval.String())
 	}
 	if c.UpstreamMaxRPS < 0 {
 		bad("UPSTREAM_MAX_RPS", "must be 0 (no cap) or positive, got %g", c.UpstreamMaxRPS)

@@ -37,6 +37,7 @@ func TestDefaults(t *testing.T) {
 		{"TLSHosts", strings.Join(c.TLSHosts, ","), "localhost,127.0.0.1,::1"},
 		{"ShutdownTimeout", c.ShutdownTimeout, 10 * time.Second},
 		{"PollInterval", c.PollInterval, 2 * time.Second},
+		{"LegacyInterval", c.LegacyInterval, time.Minute},
 		{"PollTimeout", c.PollTimeout, 10 * time.Second},
 		{"MaxBodyBytes", c.MaxBodyBytes, int64(1 << 20)},
 		{"MaxBackoff", c.MaxBackoff, time.Minute},

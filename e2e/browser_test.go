@@ -207,6 +207,9 @@ func TestBrowser(t *testing.T) {
 	r := startDemo(t, "SSEGATE_STREAM_MAX_DURATION=5500ms", "SSEGATE_RETRY=4s")
 	url := strings.Replace(r.URL, "localhost", "127.0.0.1", 1)
 	b := newBrowser(t)
+	// A tab left alone for the counters (checked last, after a minute).
+	counted := b.newUser(t, url, demo.DefaultUser)
+	countedSince := time.Now()
 	alice := b.newUser(t, url, "alice")
 	bob := b.newUser(t, url, "bob")
 	ctx := context.Background()
@@ -292,6 +295,31 @@ func TestBrowser(t *testing.T) {
 		// Resumed from history, not re-sent whole: the only snapshot is the first.
 		if n := alice.count(t, `demo.events.filter(e => e.type === "snapshot").length`); n != 1 {
 			t.Errorf("%d snapshots received, want 1: the reconnect should resume with Last-Event-ID", n)
+		}
+	})
+
+	// The page's two counters, counted the same way (all the user's tabs,
+	// since the tab connected): after a minute, the gateway made fewer
+	// requests for the user than the page it replaces would have, with
+	// SSEGATE_LEGACY_INTERVAL set to the page's old interval by the demo.
+	t.Run("fewer requests than the old page", func(t *testing.T) {
+		time.Sleep(time.Until(countedSince.Add(time.Minute)))
+		// The status document is nudged after every poll of the list:
+		// let the last one arrive.
+		time.Sleep(2 * time.Second)
+		old := counted.count(t, `demo.oldPolls`)
+		gw := counted.count(t, `demo.gatewayPolls`)
+		shown := counted.count(t, `+document.getElementById("gwCount").textContent`)
+		polls := r.Demo.API.Polls(demo.DefaultUser)
+		t.Logf("after %v: the old page %d requests, ssegate %d (the API counted %d for the user in all)", time.Since(countedSince).Round(time.Second), old, gw, polls)
+		if old < 7 {
+			t.Errorf("the old page's counter reads %d after a minute, want 1 + 60 s / 10 s = 7 at least", old)
+		}
+		if gw < 1 || gw != shown || gw > polls {
+			t.Errorf("the gateway's counter reads %d (shown %d), want at least the first poll and at most the API's %d", gw, shown, polls)
+		}
+		if gw >= old {
+			t.Errorf("ssegate made %d requests for the user, the old page would have made %d: want fewer", gw, old)
 		}
 	})
 

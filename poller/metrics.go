@@ -11,6 +11,9 @@ type metrics struct {
 	interval prometheus.Histogram
 	lag      prometheus.Histogram
 	budget   prometheus.Gauge
+	hints    map[Hint]prometheus.Counter
+	legacy   prometheus.Gauge
+	kinds    map[Priority]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,5 +47,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range Outcomes() {
 		m.polls[o] = vec.WithLabelValues(string(o))
 	}
+	hints := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "ssegate_upstream_hints_total",
+		Help: "Upstream answers whose headers changed a key's schedule, by hint: poll_interval, max_age (shortest interval), ratelimit, x_ratelimit, retry_after (pause).",
+	}, []string{"hint"})
+	m.hints = make(map[Hint]prometheus.Counter)
+	for _, h := range Hints() {
+		m.hints[h] = hints.WithLabelValues(string(h))
+	}
+	kinds := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "ssegate_upstream_polls_by_kind_total",
+		Help: "Upstream polls started, by kind: admission (a key's first), nudge (outside the load contract), regular (within it).",
+	}, []string{"kind"})
+	m.kinds = map[Priority]prometheus.Counter{
+		PriorityAdmission: kinds.WithLabelValues("admission"),
+		PriorityNudge:     kinds.WithLabelValues("nudge"),
+		PriorityRegular:   kinds.WithLabelValues("regular"),
+	}
+	m.legacy = f.NewGauge(prometheus.GaugeOpts{
+		Name: "ssegate_legacy_polling_rps",
+		Help: "What the subscribers' pages would cost the upstream by polling every SSEGATE_LEGACY_INTERVAL: the sum over keys of subscribers / legacy interval (0 with the contract off).",
+	})
 	return m
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -69,14 +68,20 @@ type Options struct {
 	// a client with http.DefaultTransport.
 	Client *http.Client
 	// Interval is the time between polls of a key that is changing, and
-	// the least time between two polls of one key. Default 2s.
+	// the least time between two polls of one key, nudged ones included.
+	// Default 2s.
 	Interval time.Duration
 	// IntervalMax is the longest time between polls of an unchanged key:
 	// each unchanged poll stretches the interval ×1.5 up to
 	// max(Interval, IntervalMax / subscribers). Default 30s; set it to
 	// Interval for a fixed interval.
 	IntervalMax time.Duration
-	// MaxRPS caps poll starts per second across all keys. Default 0: no cap.
+	// LegacyInterval is how often each page that ssegate replaces used to
+	// poll: the load contract lets a key's regular polls cost no more than
+	// its subscribers' pages did (see allowance). Default 0: no contract.
+	LegacyInterval time.Duration
+	// MaxRPS caps poll starts per second across all keys, nudged polls
+	// included. Default 0: no cap.
 	MaxRPS float64
 	// Concurrency caps polls in flight across all keys. Default 0: no cap.
 	Concurrency int
@@ -160,39 +165,37 @@ type result struct {
 	header     http.Header
 	retryAfter time.Duration
 	err        error
+	// upstreamHeader is the answer's header, for the hints; nil when no
+	// answer came.
+	upstreamHeader http.Header
 }
 
-// Run polls t until ctx is done or the upstream denies the key.
+// Run polls t until ctx is done or the upstream denies the key. keyPlan
+// decides when.
 func (p *Poller) Run(ctx context.Context, t stream.Target, pub stream.Publisher) {
 	log := p.opts.Logger.With("key", t.Key.String(), "path", t.Path)
 	st := &keyState{differ: NewDiffer(p.opts.Diff)}
-	interval := p.opts.Interval // the adaptive interval
-	due, prio := time.Now(), PriorityAdmission
-	var lastStart time.Time
+	k := p.newPlan(time.Now(), pub.Subscribers(), log)
+	defer k.close()
 	for {
+		due, prio := k.plan()
 		release, woken, err := p.sched.Wait(ctx, t.Key.Identity(), due, prio, pub.Signals())
 		if err != nil {
 			return
 		}
 		if woken {
-			sig := pub.TakeSignals()
-			if sig != 0 {
-				interval = p.opts.Interval
-			}
-			switch {
-			case sig&stream.SignalNudge != 0 && prio != PriorityAdmission:
-				due, prio = time.Now(), PriorityNudge
-			case sig&stream.SignalSubscriber != 0 && !lastStart.IsZero():
-				due = earliest(due, lastStart.Add(interval))
-			}
+			k.signal(time.Now(), pub.TakeSignals(), pub.Subscribers())
 			continue
 		}
-
 		start := time.Now()
-		if !lastStart.IsZero() {
-			p.metrics.interval.Observe(start.Sub(lastStart).Seconds())
+		if !k.start(start, pub.Subscribers()) {
+			release()
+			continue
 		}
-		lastStart = start
+		p.metrics.kinds[k.polling].Inc()
+		if !k.prevStart.IsZero() {
+			p.metrics.interval.Observe(start.Sub(k.prevStart).Seconds())
+		}
 		res := p.poll(ctx, t, st)
 		release()
 		if ctx.Err() != nil {
@@ -216,36 +219,8 @@ func (p *Poller) Run(ctx context.Context, t stream.Target, pub stream.Publisher)
 				pub.Publish(res.body, res.changes)
 			}
 		}
-		if prio == PriorityNudge {
-			// The nudged change may not be visible yet (a replica lagging):
-			// look again soon rather than stretching.
-			interval = p.opts.Interval
-		} else {
-			interval = p.nextInterval(interval, res, pub.Subscribers())
-		}
-		due, prio = time.Now().Add(p.nextDelay(st, res, interval)), PriorityRegular
+		k.done(time.Now(), res, pub.Subscribers(), st.failures)
 	}
-}
-
-func earliest(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
-// nextInterval adapts a key's interval: back to the minimum on a change,
-// else ×1.5 up to a ceiling that shrinks with the number of subscribers, so
-// a key many clients wait on is polled sooner (one poll serves them all).
-func (p *Poller) nextInterval(cur time.Duration, res result, subscribers int) time.Duration {
-	if res.outcome == Changed {
-		return p.opts.Interval
-	}
-	if res.outcome.failed() {
-		return cur // backoff takes over; the interval resumes after it
-	}
-	ceiling := max(p.opts.Interval, p.opts.IntervalMax/time.Duration(max(subscribers, 1)))
-	return min(cur+cur/2, ceiling)
 }
 
 // report logs a key's state changes once, not once per poll.
@@ -261,27 +236,6 @@ func (p *Poller) report(log *slog.Logger, st *keyState, res result) {
 		st.failing = ""
 	}
 }
-
-// nextDelay is the key's interval with ±10% jitter, so keys started
-// together spread out; after failures it backs off exponentially, with jitter, up to
-// MaxBackoff, and never sooner than a Retry-After asked for.
-func (p *Poller) nextDelay(st *keyState, res result, interval time.Duration) time.Duration {
-	if st.failures == 0 {
-		return interval - interval/10 + rand.N(interval/5+1)
-	}
-	d := p.opts.Interval << min(st.failures, 30)
-	if d <= 0 || d > p.opts.MaxBackoff {
-		d = p.opts.MaxBackoff
-	}
-	d = d/2 + rand.N(d/2+1) // "equal jitter": between half and all of d
-	if res.retryAfter > d {
-		d = min(res.retryAfter, maxRetryAfter)
-	}
-	return d
-}
-
-// maxRetryAfter caps a Retry-After, so a typo upstream cannot park a key for days.
-const maxRetryAfter = time.Hour
 
 func (p *Poller) poll(ctx context.Context, t stream.Target, st *keyState) (res result) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
@@ -320,6 +274,7 @@ func (p *Poller) poll(ctx context.Context, t stream.Target, st *keyState) (res r
 		return result{outcome: classify(ctx, err), err: err}
 	}
 	defer resp.Body.Close()
+	defer func() { res.upstreamHeader = resp.Header }() // every outcome: hints come on any status
 
 	res.status = resp.StatusCode
 	switch {

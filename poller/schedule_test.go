@@ -134,8 +134,8 @@ func gaps(ts []time.Time) []time.Duration {
 func near(got, want time.Duration) bool { return got >= want-want/10-1 && got <= want+want/10+1 }
 
 // TestIntervalStretchesAndSnapsBack: each unchanged poll stretches the
-// interval ×1.5 up to the maximum; a change, a nudge and a new subscriber
-// bring it back to the minimum.
+// interval ×1.5 up to the maximum; a change and a new subscriber bring it
+// back to the minimum, a nudge does not.
 func TestIntervalStretchesAndSnapsBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
@@ -172,17 +172,29 @@ func TestIntervalStretchesAndSnapsBack(t *testing.T) {
 			t.Fatalf("after a change gaps %v, want 2s", gaps(after[n-1:]))
 		}
 
-		// A nudge: polled at once, and the interval is the minimum again.
+		// A nudge: polled at once, and the interval is not the minimum
+		// again: the backend announces changes, regular polls are the
+		// safety net at the longest interval.
 		time.Sleep(time.Minute)
+		// A nudged poll comes no sooner than Interval after the key's last
+		// poll (the load contract); wait until that is past, so it is due
+		// at once.
+		for s := starts(); time.Since(s[len(s)-1]) < 2*time.Second; s = starts() {
+			time.Sleep(500 * time.Millisecond)
+		}
 		n = len(starts())
 		f.pubs[0].signal(stream.SignalNudge)
 		nudged := time.Now()
 		if s := starts(); len(s) != n+1 || !s[n].Equal(nudged) {
 			t.Fatalf("nudge: %d polls (last at %v), want one more at once", len(s), s[len(s)-1].Sub(nudged))
 		}
-		time.Sleep(2200 * time.Millisecond)
+		time.Sleep(26 * time.Second)
+		if s := starts(); len(s) != n+1 {
+			t.Errorf("after a nudge, want the next regular poll after 30s ±10%%; got %d more within 26s", len(s)-n-1)
+		}
+		time.Sleep(7 * time.Second)
 		if s := starts(); len(s) != n+2 {
-			t.Errorf("after a nudge, want the next poll within 2s ±10%%; got %d polls", len(s)-n)
+			t.Errorf("after a nudge, want the next regular poll after 30s ±10%%; got %d more within 33s", len(s)-n-1)
 		}
 
 		// A new subscriber: the key is polled within the minimum interval.
@@ -385,18 +397,25 @@ func TestFirstPollsDoNotStarveOthers(t *testing.T) {
 			t.Logf("%s: %d polls, longest gap %v", who.identity, len(s), longest)
 		}
 		// The nudge: no other nudge is waiting and no regular poll is a round
-		// late, so it starts within 2(0+1) starts.
-		var nudgedAt time.Time
+		// late, so it starts within 2(0+1) starts of its due time, which is
+		// the nudge or, by the load contract, Interval after bob's previous
+		// poll, whichever is later.
+		var nudgedAt, due time.Time
 		for _, s := range rec.of("Bearer bob", "/b") {
-			if !s.Before(nudged) {
-				nudgedAt = s
-				break
+			if s.Before(nudged) {
+				due = s.Add(interval)
+				continue
 			}
+			nudgedAt = s
+			break
 		}
-		if nudgedAt.IsZero() || nudgedAt.Sub(nudged) > 2*spacing {
-			t.Errorf("nudged poll started %v after the nudge, want within %v", nudgedAt.Sub(nudged), 2*spacing)
+		if due.Before(nudged) {
+			due = nudged
 		}
-		t.Logf("nudged poll %v after the nudge", nudgedAt.Sub(nudged))
+		if nudgedAt.IsZero() || nudgedAt.Sub(due) > 2*spacing {
+			t.Errorf("nudged poll started %v after it was due, want within %v", nudgedAt.Sub(due), 2*spacing)
+		}
+		t.Logf("nudged poll %v after the nudge, %v after it was due", nudgedAt.Sub(nudged), nudgedAt.Sub(due))
 		// First polls keep at least half the budget.
 		n, want := rec.firstPolls("Bearer flood-"), int(flood.Seconds())*rps/2
 		if n < want {

@@ -48,7 +48,7 @@ type nudgeRig struct {
 
 func newNudgeRig(t *testing.T) *nudgeRig {
 	up := &memUpstream{polls: map[string]int{}}
-	p := poller.New(poller.Options{Client: &http.Client{Transport: up}, Interval: 10 * time.Second, IntervalMax: time.Minute})
+	p := poller.New(poller.Options{Client: &http.Client{Transport: up}, Interval: 500 * time.Millisecond, IntervalMax: time.Minute, LegacyInterval: time.Hour})
 	hub := stream.NewHub(p, stream.Options{})
 	t.Cleanup(p.Close)
 	t.Cleanup(hub.Close)
@@ -134,6 +134,7 @@ func TestNudgePollsOnlyMatchingKeys(t *testing.T) {
 			t.Errorf("after nudging alice's key: alice +%d, bob +%d polls; want +1, +0 at once", a-a0, b-b0)
 		}
 
+		time.Sleep(time.Second) // nudged polls of one key stay Interval apart
 		a0, b0 = count()
 		code, body, _ = g.nudge("Bearer "+token, "application/x-www-form-urlencoded", "path=/api/")
 		if code != http.StatusAccepted || strings.TrimSpace(body) != `{"keys":2}` {

@@ -32,7 +32,8 @@ type Publisher interface {
 	// Deny ends the key: every subscriber, waiting or streaming, is ended,
 	// and those not yet answered get d as their HTTP response.
 	Deny(d Denial)
-	// Subscribers is the number of clients of the key now.
+	// Subscribers is the number of clients of the key now; every change of
+	// it raises a signal (SignalSubscriber or SignalSubscriberLeft).
 	Subscribers() int
 	// Signals is ready when TakeSignals has news for the source.
 	Signals() <-chan struct{}
@@ -49,6 +50,10 @@ const (
 	SignalNudge Signal = 1 << iota
 	// SignalSubscriber: a client joined; poll at the fastest interval.
 	SignalSubscriber
+	// SignalSubscriberLeft: a client left or was ended. With
+	// SignalSubscriber, every change of Subscribers is signalled, so the
+	// source can weigh its load by the subscribers present over time.
+	SignalSubscriberLeft
 )
 
 // Denial is an upstream refusal passed on to clients: a browser EventSource

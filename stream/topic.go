@@ -122,7 +122,7 @@ func (t *topic) join(lastEventID string) *Subscriber {
 		}
 	}
 	t.subs[sub] = struct{}{}
-	if len(t.subs) > 1 {
+	if len(t.subs) > 1 || t.state != statePending { // not the admission poll's own client
 		t.raiseLocked(SignalSubscriber)
 	}
 	return sub
@@ -132,7 +132,10 @@ func (t *topic) join(lastEventID string) *Subscriber {
 func (t *topic) leave(sub *Subscriber) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.subs, sub)
+	if _, ok := t.subs[sub]; ok {
+		delete(t.subs, sub)
+		t.raiseLocked(SignalSubscriberLeft)
+	}
 	if len(t.subs) > 0 || t.removed {
 		return
 	}
@@ -159,6 +162,7 @@ func (t *topic) end(sub *Subscriber, reason string) {
 		return
 	}
 	delete(t.subs, sub)
+	t.raiseLocked(SignalSubscriberLeft)
 	sub.reason = reason
 	close(sub.done)
 	t.hub.metrics.evicted(reason)

@@ -11,6 +11,11 @@
 //
 //	ssebench -serve-floor 127.0.0.1:8444 -floor-metrics 127.0.0.1:9091
 //	ssebench -floor -url https://127.0.0.1:8444/events -metrics http://127.0.0.1:9091/metrics -clients 5000
+//
+// The load contract's scenario, N users with one tab each, one change per
+// user every M seconds, against pages that polled every T (-legacy-interval):
+//
+//	ssebench -steady -users 1000 -every 120s -legacy-interval 60s -duration 3m [-nudge-token ...]
 package main
 
 import (
@@ -62,6 +67,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		floor        = fs.Bool("floor", false, "target the floor server (-serve-floor) instead of ssegate")
 		serveFloor   = fs.String("serve-floor", "", "run the stock net/http floor server on this address and wait")
 		floorMetrics = fs.String("floor-metrics", "127.0.0.1:9091", "with -serve-floor: where to serve its /metrics")
+		steady       = fs.Bool("steady", false, "the load contract's scenario: -users users with one stream each, each changing every -every, measured for -duration after -warmup")
+		every        = fs.Duration("every", 2*time.Minute, "with -steady: time between two changes of one user")
+		warmup       = fs.Duration("warmup", 0, "with -steady: changes before measuring; 0: -legacy-interval")
+		duration     = fs.Duration("duration", 3*time.Minute, "with -steady: the measured window")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -112,6 +121,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := waitReachable(ctx, *url, 30*time.Second); err != nil {
 		fmt.Fprintln(stderr, "ssebench:", err)
 		return 1
+	}
+	if *steady {
+		return runSteady(ctx, bench.SteadyOptions{
+			URL: *url, Users: *users, Every: *every, Warmup: *warmup, Duration: *duration, LegacyInterval: *legacy,
+			Change: opts.Change, UpstreamPolls: opts.UpstreamPolls, Metrics: *metrics,
+			Log: func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) },
+		}, *asJSON, stdout, stderr)
 	}
 	rep, err := bench.Run(ctx, opts)
 	if err != nil {
@@ -177,6 +193,38 @@ func printTable(w io.Writer, r bench.Report) {
 		row("upstream requests", "%d in %.1fs (%.2f/s); direct polling: %.0f (%.2f/s)", r.UpstreamPolls, r.WindowSeconds, r.UpstreamRPS, r.DirectPolls, r.DirectPollingRPS)
 	}
 	tw.Flush()
+}
+
+func runSteady(ctx context.Context, o bench.SteadyOptions, asJSON bool, stdout, stderr io.Writer) int {
+	if o.UpstreamPolls == nil {
+		fmt.Fprintln(stderr, "ssebench: -steady measures ssegate's upstream, not the floor server")
+		return 2
+	}
+	r, err := bench.RunSteady(ctx, o)
+	if err != nil {
+		fmt.Fprintln(stderr, "ssebench:", err)
+		return 1
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return 1
+		}
+	} else {
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
+		row("users", "%d with one stream each (%d failed), a change per user every %.0fs", r.Users, r.Failed, r.EverySeconds)
+		row("upstream requests", "%d in %.0fs: %.2f/s (regular %.0f, nudged %.0f)", r.UpstreamPolls, r.WindowSeconds, r.UpstreamRPS, r.RegularPolls, r.NudgedPolls)
+		row("the pages, every "+fmt.Sprint(r.LegacySeconds)+"s", "%.2f/s (ssegate_legacy_polling_rps %.2f)", r.LegacyRPS, r.GaugeLegacyRPS)
+		row("changes", "%d: %d delivered, %d missing, %d duplicated", r.Changes, r.Delivered, r.Missing, r.Duplicates)
+		row("latency from change p50/p99/max", "%.1f / %.1f / %.1f ms", r.LatencyP50MS, r.LatencyP99MS, r.LatencyMaxMS)
+		tw.Flush()
+	}
+	if r.Failed > 0 || r.Missing > 0 || r.Duplicates > 0 {
+		return 3
+	}
+	return 0
 }
 
 // runFloor serves the floor server over HTTP/2 TLS, and its process

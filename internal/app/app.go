@@ -117,17 +117,18 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	transport := NewTransport()
 	defer transport.CloseIdleConnections()
 	src := poller.New(poller.Options{
-		Client:       &http.Client{Transport: transport},
-		Interval:     cfg.PollInterval,
-		IntervalMax:  cfg.PollIntervalMax,
-		MaxRPS:       cfg.UpstreamMaxRPS,
-		Concurrency:  cfg.UpstreamConcurrency,
-		Timeout:      cfg.PollTimeout,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		MaxBackoff:   cfg.MaxBackoff,
-		Diff:         poller.DiffOptions{Mode: cfg.DiffMode, ItemsPointer: cfg.ItemsPointer, IDField: cfg.ItemIDField},
-		Logger:       log.With("component", "poller"),
-		Registerer:   reg,
+		Client:         &http.Client{Transport: transport},
+		Interval:       cfg.PollInterval,
+		IntervalMax:    cfg.PollIntervalMax,
+		LegacyInterval: cfg.LegacyInterval,
+		MaxRPS:         cfg.UpstreamMaxRPS,
+		Concurrency:    cfg.UpstreamConcurrency,
+		Timeout:        cfg.PollTimeout,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		MaxBackoff:     cfg.MaxBackoff,
+		Diff:           poller.DiffOptions{Mode: cfg.DiffMode, ItemsPointer: cfg.ItemsPointer, IDField: cfg.ItemIDField},
+		Logger:         log.With("component", "poller"),
+		Registerer:     reg,
 	})
 	defer src.Close() // after hub.Close (deferred below) has stopped the keys
 	hub := stream.NewHub(src, stream.Options{
@@ -193,6 +194,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	if adminLn != nil {
 		l.Metrics = adminLn.Addr()
 	}
+	logContract(log, cfg)
 	log.Info("ssegate listening", "addr", l.Main.String(), "scheme", scheme, "upstream", upstream.Redacted(),
 		"metrics", cfg.MetricsAddr, "version", Version())
 	if opts.OnReady != nil {
@@ -209,6 +211,21 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	ready.Store(false)
 	drain(srv, admin, hub, cfg.ShutdownTimeout, log)
 	return runErr
+}
+
+// logContract states the load contract once, in numbers an operator can
+// check against ssegate_upstream_polls_by_kind_total and
+// ssegate_legacy_polling_rps.
+func logContract(log *slog.Logger, cfg config.Config) {
+	if cfg.LegacyInterval == 0 {
+		log.Info("load contract off (SSEGATE_LEGACY_INTERVAL=0): keys are polled by the adaptive interval alone",
+			"poll_interval", cfg.PollInterval.String(), "poll_interval_max", cfg.PollIntervalMax.String(), "upstream_max_rps", cfg.UpstreamMaxRPS)
+		return
+	}
+	log.Info(fmt.Sprintf("load contract: per key, regular polls never exceed one per %s per subscriber, plus its first poll and up to %d saved; "+
+		"nudged polls come on top, at least %s apart per key", cfg.LegacyInterval, poller.BurstPolls, cfg.PollInterval),
+		"legacy_interval", cfg.LegacyInterval.String(), "burst_polls", poller.BurstPolls,
+		"poll_interval", cfg.PollInterval.String(), "upstream_max_rps", cfg.UpstreamMaxRPS)
 }
 
 // drain stops accepting, ends every event stream (they never go idle, so

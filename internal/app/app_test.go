@@ -39,6 +39,7 @@ func startGateway(t *testing.T, upstream string, env ...string) *gateway {
 		"SSEGATE_METRICS_ADDR=127.0.0.1:0",
 		"SSEGATE_CERT_DIR=" + certDir,
 		"SSEGATE_POLL_INTERVAL=200ms",
+		"SSEGATE_LEGACY_INTERVAL=0", // these tests see changes by polling alone
 		"SSEGATE_SHUTDOWN_TIMEOUT=5s",
 	}, env...)
 	cfg := apptest.Config(t, vars...)

@@ -40,9 +40,16 @@ const DefaultUser = "demo"
 // gateway like any other polled JSON (it arrives as JSON Patch events).
 const StatusPath = "/demo/status"
 
+// LegacyInterval is how often the page the demo replaces polled: the
+// gateway's SSEGATE_LEGACY_INTERVAL in the demo, and the page's "old page"
+// counter (it reads it from the status document).
+const LegacyInterval = 10 * time.Second
+
 // Options configure a Demo.
 type Options struct {
-	// Every is the time between two generated changes. Default 3s.
+	// Every is the time between two generated changes, each for the next
+	// user in turn, so a user changes every len(Users) × Every: less often
+	// than the old page polled, as with most notifications. Default 5s.
 	Every time.Duration
 	// Logger receives the demo's logs. Default: discard.
 	Logger *slog.Logger
@@ -56,18 +63,21 @@ type Demo struct {
 
 	mu     sync.Mutex
 	nextID int
-	nudge  func(ctx context.Context, identity string) error
+	nudge  func(ctx context.Context, path, identity string) error
+	// polled carries users whose list the gateway just fetched: their
+	// status document (the page's counter) is nudged, so it is never stale.
+	polled chan string
 }
 
 // New returns a demo whose users each start with a few notifications.
 func New(opts Options) *Demo {
 	if opts.Every <= 0 {
-		opts.Every = 3 * time.Second
+		opts.Every = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Demo{API: legacyapi.New(), opts: opts}
+	d := &Demo{API: legacyapi.New(), opts: opts, polled: make(chan string, 16)}
 	d.API.DefaultUser = DefaultUser
 	for _, u := range Users {
 		d.API.AddUser(u)
@@ -76,7 +86,13 @@ func New(opts Options) *Demo {
 		}
 	}
 	d.mux = http.NewServeMux()
-	d.mux.Handle(legacyapi.Path, d.API)
+	d.mux.HandleFunc(legacyapi.Path, func(w http.ResponseWriter, r *http.Request) {
+		d.API.ServeHTTP(w, r)
+		select {
+		case d.polled <- d.API.User(r):
+		default: // a nudge is on its way already
+		}
+	})
 	d.mux.HandleFunc("GET "+StatusPath, d.serveStatus)
 	d.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -130,41 +146,45 @@ func (d *Demo) Change(ctx context.Context, user string) {
 }
 
 // Nudge tells the gateway that user's list changed.
-func (d *Demo) Nudge(ctx context.Context, user string) {
+func (d *Demo) Nudge(ctx context.Context, user string) { d.nudgePath(ctx, legacyapi.Path, user) }
+
+func (d *Demo) nudgePath(ctx context.Context, path, user string) {
 	d.mu.Lock()
 	nudge := d.nudge
 	d.mu.Unlock()
 	if nudge == nil {
 		return
 	}
-	// The page sets the cookie "user"; a request without it (curl) is the
-	// default user, whose keys have no cookie to match: nudge the path.
-	identity := "user=" + user
-	if user == DefaultUser {
-		identity = ""
-	}
-	if err := nudge(ctx, identity); err != nil && ctx.Err() == nil {
+	// The page always sets the cookie "user". A request without it (curl)
+	// is the default user too, but its key has no identity to name: only a
+	// nudge of the whole path would reach it, and that would poll every
+	// user's key. It sees the default user's changes by polling instead.
+	if err := nudge(ctx, path, "user="+user); err != nil && ctx.Err() == nil {
 		d.opts.Logger.Warn("demo: nudge failed", "err", err)
 	}
 }
 
-// SetNudge sets how the demo nudges the gateway.
-func (d *Demo) SetNudge(f func(ctx context.Context, identity string) error) {
+// SetNudge sets how the demo nudges the gateway about a path.
+func (d *Demo) SetNudge(f func(ctx context.Context, path, identity string) error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.nudge = f
 }
 
-// Run makes a change every Every until ctx is done.
+// Run makes a change every Every, for each user in turn, and keeps the
+// status documents fresh, until ctx is done.
 func (d *Demo) Run(ctx context.Context) {
 	t := time.NewTicker(d.opts.Every)
 	defer t.Stop()
-	for {
+	for i := 0; ; {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			d.Change(ctx, Users[rand.N(len(Users))])
+			d.Change(ctx, Users[i%len(Users)])
+			i++
+		case user := <-d.polled:
+			d.nudgePath(ctx, StatusPath, user)
 		}
 	}
 }
@@ -178,11 +198,14 @@ type Status struct {
 	AllPolls int `json:"allPolls"`
 	// Items is how many notifications the user has.
 	Items int `json:"items"`
+	// LegacyIntervalSeconds is how often the old page polled.
+	LegacyIntervalSeconds float64 `json:"legacyIntervalSeconds"`
 }
 
 func (d *Demo) serveStatus(w http.ResponseWriter, r *http.Request) {
 	user := d.API.User(r)
-	st := Status{User: user, UserPolls: d.API.Polls(user), AllPolls: d.API.TotalPolls(), Items: len(d.API.Items(user))}
+	st := Status{User: user, UserPolls: d.API.Polls(user), AllPolls: d.API.TotalPolls(), Items: len(d.API.Items(user)),
+		LegacyIntervalSeconds: LegacyInterval.Seconds()}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
 	_ = json.NewEncoder(w).Encode(st) // the client may have left
@@ -197,9 +220,11 @@ type Ready struct {
 
 // Run serves the demo API on a loopback port and the gateway in front of it
 // until ctx is done. cfg is the gateway's configuration; its upstream is
-// the demo's, and a nudge token is made up when none is set. opts.Logger
-// receives the gateway's logs too.
+// the demo's, its load contract is the demo page's old interval
+// (LegacyInterval), and a nudge token is made up when none is set.
+// opts.Logger receives the gateway's logs too.
 func Run(ctx context.Context, cfg config.Config, opts Options, onReady func(Ready)) error {
+	cfg.LegacyInterval = LegacyInterval
 	if cfg.NudgeToken == "" {
 		b := make([]byte, 16)
 		crand.Read(b) // never fails (crypto/rand since Go 1.24)
@@ -239,15 +264,15 @@ func Run(ctx context.Context, cfg config.Config, opts Options, onReady func(Read
 
 // nudger posts nudges to the gateway's admin listener, or to its main
 // listener when the admin listener is off (our own certificate, on loopback).
-func nudger(l app.Listening, token string) func(context.Context, string) error {
+func nudger(l app.Listening, token string) func(ctx context.Context, path, identity string) error {
 	target := "http://" + loopback(l.Metrics) + proxy.NudgePath
 	client := &http.Client{Timeout: 5 * time.Second}
 	if l.Metrics == nil {
 		target = l.Scheme + "://" + loopback(l.Main) + proxy.NudgePath
 		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // our own listener on loopback
 	}
-	return func(ctx context.Context, identity string) error {
-		return proxy.SendNudge(ctx, client, target, token, proxy.Nudge{Path: legacyapi.Path, Identity: identity})
+	return func(ctx context.Context, path, identity string) error {
+		return proxy.SendNudge(ctx, client, target, token, proxy.Nudge{Path: path, Identity: identity})
 	}
 }
 
