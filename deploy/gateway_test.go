@@ -60,6 +60,7 @@ func startGateway(t *testing.T) *gateway {
 		"SSEGATE_STREAM_PATHS="+legacyapi.Path,
 		"SSEGATE_POLL_INTERVAL=200ms",
 		"SSEGATE_POLL_INTERVAL_MAX=1s",
+		"SSEGATE_LEGACY_INTERVAL=1s", // the contract on, at a rate a short test sees
 		"SSEGATE_UPSTREAM_MAX_RPS=50",
 		fmt.Sprintf("SSEGATE_MAX_KEYS=%d", maxKeys),
 		"SSEGATE_LINGER=1s",

@@ -268,7 +268,7 @@ func TestBehindNginx(t *testing.T) {
 	const heartbeat, readTimeout = time.Second, 2 * time.Second
 	env := []string{
 		"SSEGATE_HEARTBEAT_INTERVAL=" + heartbeat.String(),
-		"SSEGATE_POLL_INTERVAL=100ms", "SSEGATE_POLL_INTERVAL_MAX=100ms",
+		"SSEGATE_POLL_INTERVAL=100ms", "SSEGATE_POLL_INTERVAL_MAX=100ms", "SSEGATE_LEGACY_INTERVAL=0",
 	}
 	gateways := []*h2cGateway{startH2CGateway(t, up.URL, env...), startH2CGateway(t, up.URL, env...)}
 	base, pool := startNginx(t, bin, gateways, readTimeout)
