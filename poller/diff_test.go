@@ -438,6 +438,22 @@ func TestDiffCostAdversarial(t *testing.T) {
 		{"deep nesting", nested(5000, "1"), nested(5000, "2")},
 		{"wide object", wide(50_000, 1), wide(50_000, 3)},
 		{"type change", seq(100_000, num), `{"a":1}`},
+		// Two arrays in one document: the first spent the alignment budget
+		// (and once overdrew it, which left the second without any bound).
+		{"two arrays", `{"a":` + seq(60_000, num) + `,"z":` + seq(100_000, num) + `}`,
+			`{"a":` + seq(60_000, func(i int) string {
+				if i%85 == 0 {
+					return "-1"
+				}
+				return num(i)
+			}) + `,"z":` + seq(100_000, func(i int) string {
+				if i%33 == 0 {
+					return "-1"
+				}
+				return num(i)
+			}) + `}`},
+		// Small but deep: 8 KB of nested objects is not for jsondiff.
+		{"small and deep", strings.Repeat(`{"a":`, 1365) + "1" + strings.Repeat(`}`, 1365), strings.Repeat(`{"a":`, 1365) + "2" + strings.Repeat(`}`, 1365)},
 		// 300 edits around a long run that every diagonal of the edit
 		// search can follow: quadratic comparisons without a budget.
 		{"long equal run between edits", seq(200_300, func(i int) string {

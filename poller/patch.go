@@ -185,11 +185,21 @@ func (w *walker) array(av, bv span, depth int) {
 // each of its d+1 diagonals, (D+1)(D+2)/2 int32 for D edits, to trace the
 // path back.
 func (w *walker) align(n, m int, eq func(i, j int) bool) []snake {
+	if w.cells <= 0 {
+		return nil // spent by earlier arrays of this document
+	}
 	maxD := n + m
 	if r := int(math.Sqrt(float64(2*w.cells))) - 2; r < maxD {
 		maxD = r
 	}
-	var trace []int32
+	if maxD < 0 {
+		return nil
+	}
+	// Allocated once at the bound, so append never grows it past the
+	// budget (growth by doubling would allocate several times the trace
+	// and overdraw w.cells, which once turned the next array's bound into
+	// NaN and then into no bound at all).
+	trace := make([]int32, 0, min(w.cells, (maxD+1)*(maxD+2)/2))
 	defer func() { w.cells -= cap(trace) }()
 	for d := 0; d <= maxD; d++ {
 		for k := -d; k <= d; k += 2 {
