@@ -20,6 +20,7 @@ import (
 type Key struct {
 	url      string   // upstream URL with a normalised query
 	identity [32]byte // HMAC of the identity and keyed forwarding headers
+	user     [32]byte // HMAC of the identity headers alone
 }
 
 // String is safe to log: a short digest of the whole key.
@@ -30,11 +31,13 @@ func (k Key) String() string {
 	return hex.EncodeToString(h.Sum(nil)[:6])
 }
 
-// Identity is the keyed hash of the key's identity header values: equal for
-// every key of one client identity (clients without identity headers share
-// one), and as safe to hold, compare or use as a map key as the Key itself.
-// A source may share its work fairly across identities by it.
-func (k Key) Identity() [32]byte { return k.identity }
+// Identity is the keyed hash of the key's identity header values alone:
+// equal for every key of one client identity (clients without identity
+// headers share one), whatever host or proto it was asked for, so a client
+// cannot mint identities by varying Host; and as safe to hold, compare or
+// use as a map key as the Key itself. A source may share its work fairly
+// across identities by it.
+func (k Key) Identity() [32]byte { return k.user }
 
 // Target is what a source fetches for one key.
 type Target struct {
@@ -121,7 +124,8 @@ func (k *Keyer) Target(path string, u *url.URL, h http.Header) Target {
 			fwd[http.CanonicalHeaderKey(name)] = slices.Clone(vs)
 		}
 	}
-	return Target{Key: Key{url: u.String(), identity: k.identity(id, fwd)}, Path: path, URL: u, Header: id, Forward: fwd}
+	key := Key{url: u.String(), identity: k.identity(id, fwd), user: k.identity(id, nil)}
+	return Target{Key: key, Path: path, URL: u, Header: id, Forward: fwd}
 }
 
 // HasIdentity reports whether one of t's identity headers is exactly value,

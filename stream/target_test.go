@@ -58,6 +58,17 @@ func TestKeyIdentity(t *testing.T) {
 	if k.Target("/a", a, nil).Key.Identity() != k.Target("/b", b, http.Header{"X-Other": {"1"}}).Key.Identity() {
 		t.Error("clients without identity headers do not share one identity")
 	}
+	// Another host or proto is another key, but not another identity: a
+	// client varying Host must not get a share of the poll slots per host.
+	tenant1 := http.Header{"Authorization": {"Bearer alice"}, "X-Forwarded-Host": {"t1.example"}, "X-Forwarded-Proto": {"https"}}
+	tenant2 := http.Header{"Authorization": {"Bearer alice"}, "X-Forwarded-Host": {"t2.example"}, "X-Forwarded-Proto": {"http"}}
+	t1, t2 := k.Target("/a", a, tenant1).Key, k.Target("/a", a, tenant2).Key
+	if t1 == t2 {
+		t.Error("two hosts share a key")
+	}
+	if t1.Identity() != t2.Identity() || t1.Identity() != k.Target("/a", a, alice).Key.Identity() {
+		t.Error("the forwarded host or proto changes the identity")
+	}
 }
 
 func TestNormalizeQuery(t *testing.T) {
