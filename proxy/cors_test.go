@@ -252,3 +252,21 @@ func TestCORSOriginsChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestCORSOnCleanPathRedirect: the redirect to a stream path's clean form
+// carries the CORS headers too, or a cross-origin EventSource could not
+// follow it.
+func TestCORSOnCleanPathRedirect(t *testing.T) {
+	gw := corsGateway(t, []string{app}, stream.Options{})
+	c := gw.Client()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api//n", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Origin", app)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	check(t, "redirect to the clean path", resp, "", want{status: http.StatusTemporaryRedirect, allowOrigin: app, allowCredentials: "true", vary: "Origin"})
+}

@@ -263,6 +263,12 @@ func TestStreamPathsCleaned(t *testing.T) {
 		{"/api/a%2Fb", http.StatusOK, "", up.URL + "/api/a%2Fb"},
 		{"/api/x", http.StatusOK, "", up.URL + "/api/x"},
 		{"/other//x", http.StatusCreated, "", ""}, // not a stream path: passes through as written
+		// Resolved upstream by rules Go does not know: never a stream.
+		{"/api/..;/internal", http.StatusCreated, "", ""},
+		{"/api/.;x/internal", http.StatusCreated, "", ""},
+		{"/api/..%5Cinternal", http.StatusCreated, "", ""},
+		{"/api/%5c..%5cinternal", http.StatusCreated, "", ""},
+		{"/api/a;b", http.StatusOK, "", up.URL + "/api/a;b"}, // parameters on an ordinary segment stream
 	}
 	for _, tt := range tests {
 		req, _ := http.NewRequest(http.MethodGet, gw.URL, nil)

@@ -154,6 +154,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		case nil:
 		default:
+			// The redirect to the clean path: a cross-origin EventSource
+			// follows it only if this answer carries CORS headers too.
+			p.cors.setHeaders(w.Header(), r)
 			h.ServeHTTP(w, r)
 			return
 		}
@@ -169,6 +172,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // request, and any whose decoded path has "//", "." or ".." segments, is
 // redirected to the cleaned path and routed afresh there.
 func (p *Proxy) streamRoute(r *http.Request) http.Handler {
+	if ambiguousPath(r.URL.Path) {
+		return nil // passes through as written, as any plain GET would
+	}
 	h, pattern := p.streamPaths.Handler(r)
 	if clean := cleanPath(r.URL.Path); clean != r.URL.Path {
 		_, cleanPattern := p.streamPaths.Handler(&http.Request{Method: r.Method, Host: r.Host, URL: &url.URL{Path: clean}})
@@ -182,6 +188,23 @@ func (p *Proxy) streamRoute(r *http.Request) http.Handler {
 		return nil
 	}
 	return h // streamPath, or ServeMux's redirect from /tree to /tree/
+}
+
+// ambiguousPath reports a path that some servers resolve differently from
+// Go: a backslash (IIS and ASP.NET read it as "/") or a dot segment with
+// path parameters ("..;" is ".." to Tomcat and Jetty). Such a path is never
+// a stream: matched against SSEGATE_STREAM_PATHS it could name another path
+// upstream.
+func ambiguousPath(p string) bool {
+	if strings.Contains(p, `\`) {
+		return true
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if name, _, params := strings.Cut(seg, ";"); params && (name == "." || name == "..") {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanPath is the canonical form http.ServeMux gives a path: rooted, no
