@@ -64,7 +64,7 @@ type Denial struct {
 	Body   []byte
 }
 
-// Errors of ServeStream's admission, each answered 503 with Retry-After.
+// Errors of Subscribe's admission.
 var (
 	ErrClosed         = errors.New("stream: hub closed")
 	ErrTooManyStreams = errors.New("stream: too many streams")
@@ -82,20 +82,8 @@ type Options struct {
 	// ClientBuffer is the events queued per subscriber before it is evicted
 	// as slow. Default 256.
 	ClientBuffer int
-	// Retry is sent to clients as the SSE reconnection time. Default 3s.
-	Retry time.Duration
-	// MaxDuration ends a stream cleanly after this long, ±10% so that
-	// streams opened together do not all reconnect together; the client
-	// resumes with its Last-Event-ID, on whichever replica the balancer
-	// picks. Default 0: never.
-	MaxDuration time.Duration
-	// Heartbeat is the time between comment lines. Default 15s.
-	Heartbeat time.Duration
 	// Linger is how long a key outlives its last subscriber. Default 30s.
 	Linger time.Duration
-	// WriteTimeout bounds one blocked write to a client, beyond the heartbeat
-	// interval (a write happens at least once per heartbeat). Default 10s.
-	WriteTimeout time.Duration
 	// MaxStreams caps open streams; 0: no cap.
 	MaxStreams int
 	// MaxStreamsPerIP caps open streams per client address; 0: no cap.
@@ -123,10 +111,7 @@ func (o *Options) setDefaults() {
 	if o.ClientBuffer <= 0 {
 		o.ClientBuffer = 256
 	}
-	def(&o.Retry, 3*time.Second)
-	def(&o.Heartbeat, 15*time.Second)
 	def(&o.Linger, 30*time.Second)
-	def(&o.WriteTimeout, 10*time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -137,7 +122,6 @@ type Hub struct {
 	src     Source
 	opts    Options
 	metrics *metrics
-	retry   []byte // the encoded retry field every stream starts with
 
 	ctx    context.Context // parent of every source's context
 	cancel context.CancelFunc
@@ -158,7 +142,6 @@ func NewHub(src Source, opts Options) *Hub {
 		src:     src,
 		opts:    opts,
 		metrics: newMetrics(opts.Registerer),
-		retry:   AppendRetry(nil, opts.Retry.Milliseconds()),
 		ctx:     ctx,
 		cancel:  cancel,
 		topics:  make(map[Key]*topic),
@@ -195,7 +178,7 @@ func (h *Hub) release(ip string) {
 // subscribe adds a subscriber to the key's topic, creating the topic and
 // starting its source when it is the first. lastEventID is the client's
 // resume point as sent.
-func (h *Hub) subscribe(t Target, lastEventID string) (*Subscriber, error) {
+func (h *Hub) subscribe(t Target, lastEventID string) (*Subscription, error) {
 	for {
 		h.mu.Lock()
 		if h.closed {
@@ -266,8 +249,8 @@ func (h *Hub) Nudge(match func(Target) bool) int {
 	return len(topics)
 }
 
-// Close ends every stream, stops every source and waits for the sources to
-// return. Streams that arrive later are refused with 503.
+// Close ends every subscription, stops every source and waits for the
+// sources to return. Later subscriptions get ErrClosed.
 func (h *Hub) Close() {
 	h.mu.Lock()
 	if h.closed {

@@ -1,6 +1,8 @@
 package stream
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -62,3 +64,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) evicted(reason string) { m.evictedVec.WithLabelValues(reason).Inc() }
+
+// reject counts a subscription refused with err, one of the admission errors.
+func (m *metrics) reject(err error) {
+	reason := "shutdown"
+	switch {
+	case errors.Is(err, ErrTooManyStreams):
+		reason = "max_connections"
+	case errors.Is(err, ErrTooManyPerIP):
+		reason = "max_streams_per_ip"
+	case errors.Is(err, ErrTooManyKeys):
+		reason = "max_keys"
+	}
+	m.rejected.WithLabelValues(reason).Inc()
+}

@@ -37,7 +37,7 @@ type topic struct {
 	snap    *Event // snapshot of (history.Last(), body); nil when stale
 	lastID  ID     // the newest ID issued
 	history *History
-	subs    map[*Subscriber]struct{}
+	subs    map[*Subscription]struct{}
 	denial  *Denial
 	linger  *time.Timer
 	removed bool
@@ -55,7 +55,7 @@ func newTopic(h *Hub, t Target, cancel context.CancelFunc) *topic {
 		epoch:   NewEpoch(),
 		ready:   make(chan struct{}),
 		history: NewHistory(h.opts.HistorySize, h.opts.HistoryBytes),
-		subs:    make(map[*Subscriber]struct{}),
+		subs:    make(map[*Subscription]struct{}),
 		sigCh:   make(chan struct{}, 1),
 	}
 }
@@ -98,7 +98,7 @@ func (t *topic) closeReady() {
 // join adds a subscriber resuming after the wire ID last ("": none; an ID
 // of another epoch gets a snapshot). It returns nil when the topic was
 // removed meanwhile.
-func (t *topic) join(lastEventID string) *Subscriber {
+func (t *topic) join(lastEventID string) *Subscription {
 	last, _ := t.epoch.Parse(lastEventID)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -109,7 +109,7 @@ func (t *topic) join(lastEventID string) *Subscriber {
 		t.linger.Stop()
 		t.linger = nil
 	}
-	sub := &Subscriber{
+	sub := &Subscription{
 		topic: t,
 		queue: make(chan *Event, t.hub.opts.ClientBuffer),
 		done:  make(chan struct{}),
@@ -129,7 +129,7 @@ func (t *topic) join(lastEventID string) *Subscriber {
 }
 
 // leave removes sub; the last one out starts the linger timer.
-func (t *topic) leave(sub *Subscriber) {
+func (t *topic) leave(sub *Subscription) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.subs[sub]; ok {
@@ -157,7 +157,7 @@ func (t *topic) expire() {
 }
 
 // end closes sub's stream for reason; t.mu must be held.
-func (t *topic) end(sub *Subscriber, reason string) {
+func (t *topic) end(sub *Subscription, reason string) {
 	if _, ok := t.subs[sub]; !ok {
 		return
 	}
