@@ -233,20 +233,25 @@ func (h *Hub) remove(tp *topic) {
 }
 
 // Nudge signals the source of every key for which match is true and
-// returns how many keys it signalled.
+// returns how many keys it signalled. match runs outside the hub's lock:
+// it may be slow (the nudge handler builds a request per key), and streams
+// must still be admitted meanwhile. A key that ends meanwhile may still be
+// counted; its signal goes nowhere.
 func (h *Hub) Nudge(match func(Target) bool) int {
 	h.mu.Lock()
 	topics := make([]*topic, 0, len(h.topics))
 	for _, tp := range h.topics {
-		if match(tp.target) {
-			topics = append(topics, tp)
-		}
+		topics = append(topics, tp)
 	}
 	h.mu.Unlock()
+	n := 0
 	for _, tp := range topics {
-		tp.signal(SignalNudge)
+		if match(tp.target) {
+			tp.signal(SignalNudge)
+			n++
+		}
 	}
-	return len(topics)
+	return n
 }
 
 // Close ends every subscription, stops every source and waits for the
