@@ -90,6 +90,9 @@ type Options struct {
 	MaxStreamsPerIP int
 	// MaxKeys caps keys polled at once, which bounds upstream load; 0: no cap.
 	MaxKeys int
+	// Store returns the store of a key's body, ids and history when the key
+	// starts. Default: NewMemoryStore(HistorySize, HistoryBytes).
+	Store func(Target) Store
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer receives the hub's metrics. Default: none.
@@ -112,6 +115,10 @@ func (o *Options) setDefaults() {
 		o.ClientBuffer = 256
 	}
 	def(&o.Linger, 30*time.Second)
+	if o.Store == nil {
+		size, maxBytes := o.HistorySize, o.HistoryBytes
+		o.Store = func(Target) Store { return NewMemoryStore(size, maxBytes) }
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
