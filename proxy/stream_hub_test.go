@@ -325,8 +325,10 @@ func TestHubLinger(t *testing.T) {
 		default:
 			t.Fatal("source still running after the linger time")
 		}
-		if got := promtest.Value(t, reg, "ssegate_streams_active"); got != 0 {
-			t.Errorf("streams_active = %v, want 0", got)
+		for _, name := range []string{"ssegate_keys_active", "ssegate_streams_active"} {
+			if got := promtest.Value(t, reg, name); got != 0 {
+				t.Errorf("%s = %v, want 0", name, got)
+			}
 		}
 	})
 }
@@ -426,7 +428,7 @@ func TestHubLimits(t *testing.T) {
 	t.Run("max streams", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			src := newSource()
-			h, k, reg := newHub(t, src, stream.Options{MaxStreams: 2})
+			h, k, reg := newHub(t, src, stream.Options{MaxConnections: 2})
 			a := openFrom(h, k, "alice", "192.0.2.1:1")
 			b := openFrom(h, k, "bob", "192.0.2.2:1")
 			synctest.Wait()

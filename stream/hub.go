@@ -66,10 +66,10 @@ type Denial struct {
 
 // Errors of Subscribe's admission.
 var (
-	ErrClosed         = errors.New("stream: hub closed")
-	ErrTooManyStreams = errors.New("stream: too many streams")
-	ErrTooManyPerIP   = errors.New("stream: too many streams from this address")
-	ErrTooManyKeys    = errors.New("stream: too many keys")
+	ErrClosed             = errors.New("stream: hub closed")
+	ErrTooManyConnections = errors.New("stream: too many connections")
+	ErrTooManyPerIP       = errors.New("stream: too many streams from this address")
+	ErrTooManyKeys        = errors.New("stream: too many keys")
 )
 
 // Options configure a Hub. Zero fields take the defaults documented here.
@@ -84,8 +84,8 @@ type Options struct {
 	ClientBuffer int
 	// Linger is how long a key outlives its last subscriber. Default 30s.
 	Linger time.Duration
-	// MaxStreams caps open streams; 0: no cap.
-	MaxStreams int
+	// MaxConnections caps open event streams (SSEGATE_MAX_CONNECTIONS); 0: no cap.
+	MaxConnections int
 	// MaxStreamsPerIP caps open streams per client address; 0: no cap.
 	MaxStreamsPerIP int
 	// MaxKeys caps keys polled at once, which bounds upstream load; 0: no cap.
@@ -134,11 +134,11 @@ type Hub struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // source goroutines
 
-	mu      sync.Mutex
-	topics  map[Key]*topic
-	streams int            // admitted streams, counted against MaxStreams
-	perIP   map[string]int // admitted streams by client address
-	closed  bool
+	mu     sync.Mutex
+	topics map[Key]*topic
+	conns  int            // admitted streams, counted against MaxConnections
+	perIP  map[string]int // admitted streams by client address
+	closed bool
 }
 
 // NewHub returns a hub that runs src for each key with subscribers.
@@ -163,12 +163,12 @@ func (h *Hub) admit(ip string) error {
 	switch {
 	case h.closed:
 		return ErrClosed
-	case h.opts.MaxStreams > 0 && h.streams >= h.opts.MaxStreams:
-		return ErrTooManyStreams
+	case h.opts.MaxConnections > 0 && h.conns >= h.opts.MaxConnections:
+		return ErrTooManyConnections
 	case h.opts.MaxStreamsPerIP > 0 && h.perIP[ip] >= h.opts.MaxStreamsPerIP:
 		return ErrTooManyPerIP
 	}
-	h.streams++
+	h.conns++
 	h.perIP[ip]++
 	return nil
 }
@@ -176,7 +176,7 @@ func (h *Hub) admit(ip string) error {
 func (h *Hub) release(ip string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.streams--
+	h.conns--
 	if h.perIP[ip]--; h.perIP[ip] <= 0 {
 		delete(h.perIP, ip)
 	}
@@ -213,7 +213,7 @@ func (h *Hub) startTopic(t Target) *topic {
 	ctx, cancel := context.WithCancel(h.ctx)
 	tp := newTopic(h, t, cancel)
 	h.topics[t.Key] = tp
-	h.metrics.streamsActive.Inc()
+	h.metrics.keys(1)
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -236,7 +236,7 @@ func (h *Hub) remove(tp *topic) {
 	if h.topics[tp.target.Key] == tp {
 		delete(h.topics, tp.target.Key)
 	}
-	h.metrics.streamsActive.Dec()
+	h.metrics.keys(-1)
 }
 
 // Nudge signals the source of every key for which match is true and

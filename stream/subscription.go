@@ -19,7 +19,7 @@ type Subscription struct {
 // lastEventID as the client sent it (empty: none). A Last-Event-ID that is
 // unknown, expired, malformed or from another process gets a fresh
 // snapshot, never an error. The errors are the admission's: ErrClosed,
-// ErrTooManyStreams, ErrTooManyPerIP, ErrTooManyKeys. The caller must
+// ErrTooManyConnections, ErrTooManyPerIP, ErrTooManyKeys. The caller must
 // Close the subscription.
 func (h *Hub) Subscribe(t Target, lastEventID, clientIP string) (*Subscription, error) {
 	if err := h.admit(clientIP); err != nil {

@@ -136,7 +136,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		HistoryBytes:    cfg.HistoryBytes,
 		ClientBuffer:    cfg.ClientBuffer,
 		Linger:          cfg.Linger,
-		MaxStreams:      cfg.MaxConnections,
+		MaxConnections:  cfg.MaxConnections,
 		MaxStreamsPerIP: cfg.MaxStreamsPerIP,
 		MaxKeys:         cfg.MaxKeys,
 		Logger:          log.With("component", "stream"),
