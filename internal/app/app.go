@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Timeout:        cfg.PollTimeout,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		MaxBackoff:     cfg.MaxBackoff,
-		Diff:           poller.DiffOptions{Mode: cfg.DiffMode, ItemsPointer: cfg.ItemsPointer, IDField: cfg.ItemIDField},
+		Diff:           poller.DiffOptions{Mode: poller.DiffMode(cfg.DiffMode), ItemsPointer: cfg.ItemsPointer, IDField: cfg.ItemIDField},
 		Logger:         log.With("component", "poller"),
 		Registerer:     reg,
 	})
