@@ -23,18 +23,12 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/ssegate/ssegate/poller"
 )
 
 // Prefix is put in front of every variable name.
 const Prefix = "SSEGATE_"
-
-// Diff modes accepted by SSEGATE_DIFF_MODE.
-const (
-	DiffAuto     = "auto"
-	DiffItems    = "items"
-	DiffPatch    = "patch"
-	DiffSnapshot = "snapshot"
-)
 
 // MinPollInterval is the shortest SSEGATE_POLL_INTERVAL accepted: below it a
 // single key would poll the upstream harder than any browser tab did.
@@ -286,10 +280,13 @@ func (c *Config) Validate() error {
 	if c.ClientBuffer < 1 {
 		bad("CLIENT_BUFFER", "must be at least 1, got %d", c.ClientBuffer)
 	}
-	switch c.DiffMode {
-	case DiffAuto, DiffItems, DiffPatch, DiffSnapshot:
-	default:
-		bad("DIFF_MODE", "must be auto, items, patch or snapshot, got %q", c.DiffMode)
+	if modes := poller.DiffModes(); !slices.Contains(modes, poller.DiffMode(c.DiffMode)) {
+		names := make([]string, len(modes))
+		for i, m := range modes {
+			names[i] = string(m)
+		}
+		list := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+		bad("DIFF_MODE", "must be %s, got %q", list, c.DiffMode)
 	}
 	if c.ItemsPointer != "" && !strings.HasPrefix(c.ItemsPointer, "/") {
 		bad("ITEMS_POINTER", "must be a JSON Pointer starting with /, got %q", c.ItemsPointer)

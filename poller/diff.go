@@ -10,7 +10,6 @@ import (
 
 	"github.com/wI2L/jsondiff"
 
-	"github.com/ssegate/ssegate/config"
 	"github.com/ssegate/ssegate/stream"
 )
 
@@ -18,10 +17,24 @@ import (
 // fails: clients see no change, never an empty list.
 var ErrInvalidBody = errors.New("body does not fit the diff mode")
 
+// DiffMode is how a key's bodies are compared (SSEGATE_DIFF_MODE).
+type DiffMode string
+
+// The diff modes.
+const (
+	DiffAuto     DiffMode = "auto"     // items, patch or snapshot, decided by the first bodies
+	DiffItems    DiffMode = "items"    // created/updated/deleted events per item of an array
+	DiffPatch    DiffMode = "patch"    // one RFC 6902 JSON Patch per change
+	DiffSnapshot DiffMode = "snapshot" // the whole body per change
+)
+
+// DiffModes lists every mode, for validating configuration.
+func DiffModes() []DiffMode { return []DiffMode{DiffAuto, DiffItems, DiffPatch, DiffSnapshot} }
+
 // DiffOptions select how bodies are compared.
 type DiffOptions struct {
-	// Mode is config.DiffAuto, DiffItems, DiffPatch or DiffSnapshot. Default auto.
-	Mode string
+	// Mode is one of DiffModes. Default DiffAuto.
+	Mode DiffMode
 	// ItemsPointer is an RFC 6901 JSON Pointer to the items array. Default "" (whole body).
 	ItemsPointer string
 	// IDField names the field identifying an item. Default "id".
@@ -32,7 +45,7 @@ type DiffOptions struct {
 // previous body, so it belongs to one key.
 type Differ struct {
 	opts DiffOptions
-	mode string // resolved mode; config.DiffAuto while undecided
+	mode DiffMode // resolved mode; DiffAuto while undecided
 	// pointer is the items array's JSON Pointer in items mode.
 	pointer string
 	prev    []byte
@@ -43,13 +56,13 @@ type Differ struct {
 // NewDiffer returns a differ with no previous body.
 func NewDiffer(opts DiffOptions) *Differ {
 	if opts.Mode == "" {
-		opts.Mode = config.DiffAuto
+		opts.Mode = DiffAuto
 	}
 	if opts.IDField == "" {
 		opts.IDField = "id"
 	}
 	d := &Differ{opts: opts, mode: opts.Mode}
-	if d.mode == config.DiffItems {
+	if d.mode == DiffItems {
 		d.pointer = opts.ItemsPointer
 	}
 	return d
@@ -57,7 +70,7 @@ func NewDiffer(opts DiffOptions) *Differ {
 
 // Mode is the resolved mode: the configured one, or what auto chose (auto
 // while it has not seen a body it can decide on).
-func (d *Differ) Mode() string { return d.mode }
+func (d *Differ) Mode() DiffMode { return d.mode }
 
 // ItemsPointer is the JSON Pointer of the items array in items mode: the
 // configured one, or the wrapper's member auto found ("/items").
@@ -74,34 +87,34 @@ func (d *Differ) Next(body []byte) ([]stream.Change, error) {
 		err     error
 	)
 	valid := false // json.Valid has passed body: it reads every byte, once is enough
-	if mode == config.DiffAuto {
+	if mode == DiffAuto {
 		mode, pointer, items = decide(body, d.opts)
-		valid = mode != config.DiffSnapshot
+		valid = mode != DiffSnapshot
 	}
 	switch mode {
-	case config.DiffItems:
+	case DiffItems:
 		if items == nil {
 			items, err = parseItems(body, pointer, d.opts.IDField)
 		}
 		if err == nil && d.prev != nil {
 			prev := d.prevItems
-			if prev == nil && d.mode == config.DiffAuto {
+			if prev == nil && d.mode == DiffAuto {
 				// Auto was undecided: the previous body held an empty array.
 				prev = []item{}
 			}
 			changes = diffItems(prev, items, d.opts.IDField)
 		}
-	case config.DiffPatch:
+	case DiffPatch:
 		if !valid && !json.Valid(body) {
 			err = fmt.Errorf("%w: not JSON", ErrInvalidBody)
 		} else if d.prev != nil {
 			changes, err = diffPatch(d.prev, body)
 		}
-	case config.DiffSnapshot:
+	case DiffSnapshot:
 		if d.prev != nil && !bytes.Equal(d.prev, body) {
 			changes = []stream.Change{{Kind: stream.KindSnapshot, Data: body}}
 		}
-	case config.DiffAuto:
+	case DiffAuto:
 		// Still undecided (an empty array): nothing to report but a new
 		// body, which only a change of shape would be.
 		if !valid && !json.Valid(body) {
@@ -111,7 +124,7 @@ func (d *Differ) Next(body []byte) ([]stream.Change, error) {
 	if err != nil {
 		return nil, err
 	}
-	if mode != config.DiffItems {
+	if mode != DiffItems {
 		pointer = ""
 	}
 	d.mode, d.pointer, d.prev, d.prevItems = mode, pointer, body, items
@@ -125,31 +138,31 @@ func (d *Differ) Next(body []byte) ([]stream.Change, error) {
 // An empty array decides nothing yet: an empty notification list is the
 // usual first answer, and its shape is unknown. In items mode it returns
 // the array's pointer and items.
-func decide(body []byte, opts DiffOptions) (mode, pointer string, items []item) {
+func decide(body []byte, opts DiffOptions) (mode DiffMode, pointer string, items []item) {
 	if !json.Valid(body) {
-		return config.DiffSnapshot, "", nil
+		return DiffSnapshot, "", nil
 	}
 	pointer = opts.ItemsPointer
 	arr, err := resolve(body, pointer)
 	if err != nil {
-		return config.DiffPatch, "", nil
+		return DiffPatch, "", nil
 	}
 	if pointer == "" && body[arr.s] == '{' {
 		var ok bool
 		if pointer, arr, ok = wrapped(body, arr); !ok {
-			return config.DiffPatch, "", nil
+			return DiffPatch, "", nil
 		}
 	}
 	if body[arr.s] != '[' {
-		return config.DiffPatch, "", nil
+		return DiffPatch, "", nil
 	}
 	if empty(body, arr) {
-		return config.DiffAuto, "", nil
+		return DiffAuto, "", nil
 	}
 	if items, err = itemsOf(body, arr, opts.IDField); err != nil {
-		return config.DiffPatch, "", nil
+		return DiffPatch, "", nil
 	}
-	return config.DiffItems, pointer, items
+	return DiffItems, pointer, items
 }
 
 // wrapped finds the one member of the object at v whose value is an array,

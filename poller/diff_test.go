@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssegate/ssegate/config"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/stream"
 )
@@ -43,7 +42,7 @@ func TestDiffItems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffItems})
+			d := poller.NewDiffer(poller.DiffOptions{Mode: poller.DiffItems})
 			if cs, err := d.Next([]byte(tt.prev)); err != nil || len(cs) != 0 {
 				t.Fatalf("first body: got %q, %v; want no changes", render(cs), err)
 			}
@@ -67,7 +66,7 @@ func TestDiffItemsInvalidBodies(t *testing.T) {
 		`[{"id":1}`,             // truncated
 		`<html>`,
 	} {
-		d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffItems})
+		d := poller.NewDiffer(poller.DiffOptions{Mode: poller.DiffItems})
 		if _, err := d.Next([]byte(`[{"id":1}]`)); err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +82,7 @@ func TestDiffItemsInvalidBodies(t *testing.T) {
 }
 
 func TestDiffItemsPointer(t *testing.T) {
-	d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffItems, ItemsPointer: "/data/a~1b", IDField: "key"})
+	d := poller.NewDiffer(poller.DiffOptions{Mode: poller.DiffItems, ItemsPointer: "/data/a~1b", IDField: "key"})
 	if _, err := d.Next([]byte(`{"data":{"a/b":[{"key":"x"}]},"total":1}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +100,7 @@ func TestDiffItemsPointer(t *testing.T) {
 }
 
 func TestDiffPatch(t *testing.T) {
-	d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffPatch})
+	d := poller.NewDiffer(poller.DiffOptions{Mode: poller.DiffPatch})
 	if _, err := d.Next([]byte(`{"count":1,"list":["a"]}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +121,7 @@ func TestDiffPatch(t *testing.T) {
 }
 
 func TestDiffSnapshot(t *testing.T) {
-	d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffSnapshot})
+	d := poller.NewDiffer(poller.DiffOptions{Mode: poller.DiffSnapshot})
 	d.Next([]byte("<p>1</p>"))
 	if cs, _ := d.Next([]byte("<p>1</p>")); len(cs) != 0 {
 		t.Errorf("same bytes: got %q, want nothing", render(cs))
@@ -134,16 +133,17 @@ func TestDiffSnapshot(t *testing.T) {
 
 func TestDiffAutoDecides(t *testing.T) {
 	tests := []struct {
-		name, body, want string
+		name, body string
+		want       poller.DiffMode
 	}{
-		{"objects with ids", `[{"id":1}]`, config.DiffItems},
-		{"non-object items", `[1,2]`, config.DiffPatch},
-		{"mixed items", `[{"id":1},"x"]`, config.DiffPatch},
-		{"duplicate ids", `[{"id":1},{"id":1}]`, config.DiffPatch},
-		{"missing id", `[{"id":1},{"x":1}]`, config.DiffPatch},
-		{"object", `{"count":3}`, config.DiffPatch},
-		{"not JSON", `<html></html>`, config.DiffSnapshot},
-		{"empty array waits", `[]`, config.DiffAuto},
+		{"objects with ids", `[{"id":1}]`, poller.DiffItems},
+		{"non-object items", `[1,2]`, poller.DiffPatch},
+		{"mixed items", `[{"id":1},"x"]`, poller.DiffPatch},
+		{"duplicate ids", `[{"id":1},{"id":1}]`, poller.DiffPatch},
+		{"missing id", `[{"id":1},{"x":1}]`, poller.DiffPatch},
+		{"object", `{"count":3}`, poller.DiffPatch},
+		{"not JSON", `<html></html>`, poller.DiffSnapshot},
+		{"empty array waits", `[]`, poller.DiffAuto},
 	}
 	for _, tt := range tests {
 		d := poller.NewDiffer(poller.DiffOptions{})
@@ -158,17 +158,19 @@ func TestDiffAutoDecides(t *testing.T) {
 
 func TestDiffAutoWrappers(t *testing.T) {
 	tests := []struct {
-		name, body, mode, pointer string
+		name, body string
+		mode       poller.DiffMode
+		pointer    string
 	}{
-		{"items with a count", `{"items":[{"id":1}],"total":1,"next":null}`, config.DiffItems, "/items"},
-		{"data", `{"data":[{"id":"a"},{"id":"b"}]}`, config.DiffItems, "/data"},
-		{"escaped name", `{"a/b~":[{"id":1}],"meta":{"x":[1]}}`, config.DiffItems, "/a~1b~0"},
-		{"repeated name: the last counts", `{"data":[1],"data":[{"id":1}]}`, config.DiffItems, "/data"},
-		{"two arrays", `{"a":[{"id":1}],"b":[{"id":2}]}`, config.DiffPatch, ""},
-		{"no array", `{"a":{"id":1}}`, config.DiffPatch, ""},
-		{"numbers", `{"data":[1,2]}`, config.DiffPatch, ""},
-		{"duplicate ids", `{"data":[{"id":1},{"id":1}]}`, config.DiffPatch, ""},
-		{"empty waits", `{"data":[],"total":0}`, config.DiffAuto, ""},
+		{"items with a count", `{"items":[{"id":1}],"total":1,"next":null}`, poller.DiffItems, "/items"},
+		{"data", `{"data":[{"id":"a"},{"id":"b"}]}`, poller.DiffItems, "/data"},
+		{"escaped name", `{"a/b~":[{"id":1}],"meta":{"x":[1]}}`, poller.DiffItems, "/a~1b~0"},
+		{"repeated name: the last counts", `{"data":[1],"data":[{"id":1}]}`, poller.DiffItems, "/data"},
+		{"two arrays", `{"a":[{"id":1}],"b":[{"id":2}]}`, poller.DiffPatch, ""},
+		{"no array", `{"a":{"id":1}}`, poller.DiffPatch, ""},
+		{"numbers", `{"data":[1,2]}`, poller.DiffPatch, ""},
+		{"duplicate ids", `{"data":[{"id":1},{"id":1}]}`, poller.DiffPatch, ""},
+		{"empty waits", `{"data":[],"total":0}`, poller.DiffAuto, ""},
 	}
 	for _, tt := range tests {
 		d := poller.NewDiffer(poller.DiffOptions{})
@@ -197,9 +199,13 @@ func TestDiffAutoWrappers(t *testing.T) {
 }
 
 func TestDiffAutoFromEmptyArray(t *testing.T) {
-	for _, tt := range []struct{ next, mode, want string }{
-		{`[{"id":1}]`, config.DiffItems, `created {"id":1}`},
-		{`[1]`, config.DiffPatch, `patch [{"value":1,"op":"add","path":"/0"}]`},
+	for _, tt := range []struct {
+		next string
+		mode poller.DiffMode
+		want string
+	}{
+		{`[{"id":1}]`, poller.DiffItems, `created {"id":1}`},
+		{`[1]`, poller.DiffPatch, `patch [{"value":1,"op":"add","path":"/0"}]`},
 	} {
 		d := poller.NewDiffer(poller.DiffOptions{})
 		d.Next([]byte(`[]`))
@@ -216,7 +222,7 @@ func BenchmarkDiffItems(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffItems})
+				d := poller.NewDiffer(poller.DiffOptions{Mode: poller.DiffItems})
 				d.Next(prev)
 				d.Next(next)
 			}
@@ -230,7 +236,7 @@ func BenchmarkDiffPatch(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffPatch})
+				d := poller.NewDiffer(poller.DiffOptions{Mode: poller.DiffPatch})
 				d.Next(prev)
 				d.Next(next)
 			}
@@ -259,8 +265,8 @@ type bigShape struct {
 	name string
 	n    int
 	elem func(i int) string
-	wrap string // body is {"<wrap>":[...],"total":n} when set
-	mode string // what auto decides
+	wrap string          // body is {"<wrap>":[...],"total":n} when set
+	mode poller.DiffMode // what auto decides
 }
 
 func bigShapes() []bigShape {
@@ -271,14 +277,14 @@ func bigShapes() []bigShape {
 		return fmt.Sprintf(`{"id":%d,"title":"Notification %d","read":%t}`, i, i, i%3 == 0)
 	}
 	return []bigShape{
-		{"digits 4,000", 4000, func(i int) string { return fmt.Sprint(i % 10) }, "", config.DiffPatch}, // 8 KB that cost 132 MB with jsondiff's LCS
-		{"numbers", 100_000, func(i int) string { return fmt.Sprint(i * 7) }, "", config.DiffPatch},
-		{"digits", 500_000, func(i int) string { return fmt.Sprint(i % 10) }, "", config.DiffPatch}, // 1 MB: the worst ratio of elements to bytes
-		{"strings", 100_000, func(i int) string { return fmt.Sprintf(`"s%d"`, i) }, "", config.DiffPatch},
-		{"objects", 20_000, object, "", config.DiffPatch},
-		{"items wrapper", 20_000, withID, "items", config.DiffItems},
-		{"data wrapper", 20_000, withID, "data", config.DiffItems},
-		{"objects wrapper", 20_000, object, "data", config.DiffPatch},
+		{"digits 4,000", 4000, func(i int) string { return fmt.Sprint(i % 10) }, "", poller.DiffPatch}, // 8 KB that cost 132 MB with jsondiff's LCS
+		{"numbers", 100_000, func(i int) string { return fmt.Sprint(i * 7) }, "", poller.DiffPatch},
+		{"digits", 500_000, func(i int) string { return fmt.Sprint(i % 10) }, "", poller.DiffPatch}, // 1 MB: the worst ratio of elements to bytes
+		{"strings", 100_000, func(i int) string { return fmt.Sprintf(`"s%d"`, i) }, "", poller.DiffPatch},
+		{"objects", 20_000, object, "", poller.DiffPatch},
+		{"items wrapper", 20_000, withID, "items", poller.DiffItems},
+		{"data wrapper", 20_000, withID, "data", poller.DiffItems},
+		{"objects wrapper", 20_000, object, "data", poller.DiffPatch},
 	}
 }
 
@@ -372,7 +378,7 @@ func TestDiffCostBoundedByBody(t *testing.T) {
 					if d.Mode() != s.mode {
 						t.Fatalf("auto chose %s, want %s", d.Mode(), s.mode)
 					}
-					if s.mode == config.DiffItems {
+					if s.mode == poller.DiffItems {
 						want := map[string]string{"insert": "created", "remove": "deleted", "replace": "created deleted"}[c.name]
 						var kinds []string
 						for _, ch := range changes {
@@ -475,7 +481,7 @@ func TestDiffCostAdversarial(t *testing.T) {
 			runtime.GC()
 			runtime.ReadMemStats(&before)
 			start := time.Now()
-			d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffPatch})
+			d := poller.NewDiffer(poller.DiffOptions{Mode: poller.DiffPatch})
 			d.Next(prev)
 			changes, err := d.Next(next)
 			took := time.Since(start)
@@ -504,17 +510,17 @@ func TestDiffErrorsNameNoValues(t *testing.T) {
 		opts poller.DiffOptions
 		body string
 	}{
-		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":"` + secret + `"},{"id":"` + secret + `"}]`},
-		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":{"k":"` + secret + `"}},{"id":{ "k" : "` + secret + `"}}]`},
-		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":1},"` + secret + `"]`},
-		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":1},{"` + secret + `":1}]`},
-		{poller.DiffOptions{Mode: config.DiffItems}, `{"` + secret + `":[]}`},
-		{poller.DiffOptions{Mode: config.DiffItems}, `[{"id":"` + secret},
-		{poller.DiffOptions{Mode: config.DiffItems}, secret},
-		{poller.DiffOptions{Mode: config.DiffItems, ItemsPointer: "/data"}, `{"data":{"` + secret + `":1}}`},
-		{poller.DiffOptions{Mode: config.DiffItems, ItemsPointer: "/data/0"}, `{"data":["` + secret + `"]}`},
-		{poller.DiffOptions{Mode: config.DiffPatch}, `{"token":"` + secret},
-		{poller.DiffOptions{Mode: config.DiffPatch}, secret},
+		{poller.DiffOptions{Mode: poller.DiffItems}, `[{"id":"` + secret + `"},{"id":"` + secret + `"}]`},
+		{poller.DiffOptions{Mode: poller.DiffItems}, `[{"id":{"k":"` + secret + `"}},{"id":{ "k" : "` + secret + `"}}]`},
+		{poller.DiffOptions{Mode: poller.DiffItems}, `[{"id":1},"` + secret + `"]`},
+		{poller.DiffOptions{Mode: poller.DiffItems}, `[{"id":1},{"` + secret + `":1}]`},
+		{poller.DiffOptions{Mode: poller.DiffItems}, `{"` + secret + `":[]}`},
+		{poller.DiffOptions{Mode: poller.DiffItems}, `[{"id":"` + secret},
+		{poller.DiffOptions{Mode: poller.DiffItems}, secret},
+		{poller.DiffOptions{Mode: poller.DiffItems, ItemsPointer: "/data"}, `{"data":{"` + secret + `":1}}`},
+		{poller.DiffOptions{Mode: poller.DiffItems, ItemsPointer: "/data/0"}, `{"data":["` + secret + `"]}`},
+		{poller.DiffOptions{Mode: poller.DiffPatch}, `{"token":"` + secret},
+		{poller.DiffOptions{Mode: poller.DiffPatch}, secret},
 	}
 	for _, tt := range tests {
 		d := poller.NewDiffer(tt.opts)
@@ -528,7 +534,7 @@ func TestDiffErrorsNameNoValues(t *testing.T) {
 		}
 	}
 	// The same through a first good body, where patch mode diffs.
-	d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffItems})
+	d := poller.NewDiffer(poller.DiffOptions{Mode: poller.DiffItems})
 	d.Next([]byte(`[{"id":1}]`))
 	if _, err := d.Next([]byte(`[{"id":"` + secret + `"},{"id":"` + secret + `"}]`)); err == nil || strings.Contains(err.Error(), secret) {
 		t.Errorf("got %v, want an error without the id", err)

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ssegate/ssegate/config"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/stream"
 )
@@ -30,7 +29,7 @@ func FuzzDiffItems(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
-		d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffItems})
+		d := poller.NewDiffer(poller.DiffOptions{Mode: poller.DiffItems})
 		if _, err := d.Next([]byte(a)); err != nil {
 			return // not an items body: nothing to check
 		}
@@ -62,7 +61,7 @@ func FuzzDiffItems(f *testing.F) {
 		}
 		// The same arrays in a wrapper object: auto finds them, same events.
 		w := poller.NewDiffer(poller.DiffOptions{})
-		if _, err := w.Next([]byte(`{"total":1,"items":` + a + `}`)); err != nil || w.Mode() != config.DiffItems {
+		if _, err := w.Next([]byte(`{"total":1,"items":` + a + `}`)); err != nil || w.Mode() != poller.DiffItems {
 			return // an empty array: auto waits
 		}
 		wrapped, err := w.Next([]byte(`{"items":` + b + `,"total":2}`))
@@ -104,7 +103,7 @@ func FuzzDiffPatch(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
-		d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffPatch})
+		d := poller.NewDiffer(poller.DiffOptions{Mode: poller.DiffPatch})
 		if _, err := d.Next([]byte(a)); err != nil {
 			return
 		}
@@ -203,7 +202,7 @@ func FuzzDiffLargeArrays(f *testing.F) {
 			}
 		}
 		a, b := bodyOf(t, old, wrap), bodyOf(t, cur, wrap)
-		d := poller.NewDiffer(poller.DiffOptions{Mode: config.DiffPatch})
+		d := poller.NewDiffer(poller.DiffOptions{Mode: poller.DiffPatch})
 		if _, err := d.Next([]byte(a)); err != nil {
 			t.Fatal(err)
 		}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ssegate/ssegate/config"
 	"github.com/ssegate/ssegate/internal/promtest"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/stream"
@@ -201,30 +200,30 @@ func TestPollerFailuresChangeNothing(t *testing.T) {
 	good := `[{"id":1}]`
 	tests := []struct {
 		outcome string
-		mode    string
+		mode    poller.DiffMode
 		fail    func(r *http.Request) (*http.Response, error)
 	}{
-		{"http_error", config.DiffAuto, func(*http.Request) (*http.Response, error) { return reply(503, "down"), nil }},
-		{"http_error", config.DiffAuto, func(*http.Request) (*http.Response, error) {
+		{"http_error", poller.DiffAuto, func(*http.Request) (*http.Response, error) { return reply(503, "down"), nil }},
+		{"http_error", poller.DiffAuto, func(*http.Request) (*http.Response, error) {
 			return reply(302, "", "Location", "http://elsewhere.test/"), nil
 		}},
-		{"http_error", config.DiffAuto, func(*http.Request) (*http.Response, error) { return reply(429, "slow down"), nil }},
-		{"invalid_body", config.DiffItems, func(*http.Request) (*http.Response, error) { return reply(200, "<html>oops</html>"), nil }},
-		{"invalid_body", config.DiffPatch, func(*http.Request) (*http.Response, error) { return reply(200, `[{"id":`), nil }},
-		{"invalid_body", config.DiffAuto, func(*http.Request) (*http.Response, error) { return reply(200, `{"error":"x"}`), nil }},
-		{"too_large", config.DiffAuto, func(*http.Request) (*http.Response, error) {
+		{"http_error", poller.DiffAuto, func(*http.Request) (*http.Response, error) { return reply(429, "slow down"), nil }},
+		{"invalid_body", poller.DiffItems, func(*http.Request) (*http.Response, error) { return reply(200, "<html>oops</html>"), nil }},
+		{"invalid_body", poller.DiffPatch, func(*http.Request) (*http.Response, error) { return reply(200, `[{"id":`), nil }},
+		{"invalid_body", poller.DiffAuto, func(*http.Request) (*http.Response, error) { return reply(200, `{"error":"x"}`), nil }},
+		{"too_large", poller.DiffAuto, func(*http.Request) (*http.Response, error) {
 			return reply(200, "["+strings.Repeat(`{"id":1},`, 200)+`{"id":2}]`), nil
 		}},
-		{"timeout", config.DiffAuto, func(r *http.Request) (*http.Response, error) {
+		{"timeout", poller.DiffAuto, func(r *http.Request) (*http.Response, error) {
 			<-r.Context().Done()
 			return nil, r.Context().Err()
 		}},
-		{"unreachable", config.DiffAuto, func(*http.Request) (*http.Response, error) {
+		{"unreachable", poller.DiffAuto, func(*http.Request) (*http.Response, error) {
 			return nil, &url.Error{Op: "Get", URL: "x", Err: syscall.ECONNREFUSED}
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.outcome+"/"+tt.mode, func(t *testing.T) {
+		t.Run(tt.outcome+"/"+string(tt.mode), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				h := start(t, poller.Options{Interval: time.Second, IntervalMax: time.Second, Timeout: 5 * time.Second, MaxBodyBytes: 1000,
 					Diff: poller.DiffOptions{Mode: tt.mode}},
@@ -245,7 +244,7 @@ func TestPollerFailuresChangeNothing(t *testing.T) {
 					t.Errorf("%s = %v, want 3", tt.outcome, got)
 				}
 				want := `created {"id":2}`
-				if tt.mode == config.DiffPatch {
+				if tt.mode == poller.DiffPatch {
 					want = `patch [{"value":{"id":2},"op":"add","path":"/1"}]`
 				}
 				got := h.pub.published()

@@ -229,7 +229,7 @@ func TestCORSOff(t *testing.T) {
 // TestCORSRefusals: a 503 over a limit carries the headers too, so the
 // page's script can see it and retry later.
 func TestCORSRefusals(t *testing.T) {
-	base := corsGateway(t, []string{app}, stream.Options{MaxStreams: 1})
+	base := corsGateway(t, []string{app}, stream.Options{MaxConnections: 1})
 	req, _ := http.NewRequest(http.MethodGet, base.URL+"/api/n", nil)
 	req.Header.Set("Accept", "text/event-stream")
 	first, err := base.Client().Do(req)

@@ -32,6 +32,9 @@ type Options struct {
 	Hub *stream.Hub
 	// Keyer derives stream keys. Required with Hub.
 	Keyer *stream.Keyer
+	// Stream configures the event streams' HTTP side: retry, heartbeats,
+	// write deadlines, maximum duration.
+	Stream StreamOptions
 	// StreamPaths are http.ServeMux patterns of the paths that may stream.
 	// Default: every path.
 	StreamPaths []string
@@ -57,6 +60,7 @@ type Options struct {
 type Proxy struct {
 	upstream    *url.URL
 	hub         *stream.Hub
+	streams     *streamer
 	keyer       *stream.Keyer
 	streamPaths *http.ServeMux
 	passThrough http.Handler
@@ -93,7 +97,7 @@ func New(opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, keyer: opts.Keyer, streamPaths: mux, nudge: opts.Nudge, cors: c, log: opts.Logger,
+	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, streams: newStreamer(opts.Hub, opts.Stream), keyer: opts.Keyer, streamPaths: mux, nudge: opts.Nudge, cors: c, log: opts.Logger,
 		forwarding: forwarding{trusted: opts.TrustedProxies}, passWS: opts.PassWebSockets}
 
 	rp := &httputil.ReverseProxy{
@@ -244,13 +248,12 @@ func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
 	u := *p.upstream
 	u.Path = joinPath(p.upstream.Path, r.URL.Path)
 	u.RawPath = joinPath(p.upstream.EscapedPath(), r.URL.EscapedPath())
-	u.RawQuery = stream.NormalizeQuery(r.URL.RawQuery, "lastEventId")
+	u.RawQuery = stream.NormalizeQuery(r.URL.RawQuery, lastEventIDParam)
 	// The header as pass-through would send it: the key and the polls
 	// see the forwarding headers the upstream would see on a GET.
 	h := r.Header.Clone()
 	client := p.forwarding.apply(h, r)
-	r = r.WithContext(stream.WithClientIP(r.Context(), client))
-	p.hub.ServeStream(w, r, p.keyer.Target(r.URL.Path, &u, h))
+	p.streams.serve(w, r, p.keyer.Target(r.URL.Path, &u, h), client)
 }
 
 func joinPath(a, b string) string {

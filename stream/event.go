@@ -4,8 +4,9 @@
 // Server-Sent Events (WHATWG HTML, "Server-sent events").
 //
 // A Source (the poller) publishes into a key through the Publisher interface;
-// the HTTP front calls Hub.ServeStream. Each event is encoded to its wire bytes
-// once and those bytes are shared by every subscriber.
+// the HTTP front (package proxy) calls Hub.Subscribe and writes what the
+// Subscription delivers. Each event is encoded to its wire bytes once and
+// those bytes are shared by every subscriber. The hub knows no HTTP.
 package stream
 
 import (
@@ -61,6 +62,10 @@ type Event struct {
 func NewEvent(ep Epoch, id ID, kind Kind, data []byte) *Event {
 	return &Event{ID: id, Kind: kind, wire: AppendEvent(nil, ep, id, kind, data)}
 }
+
+// Wire is the event's SSE encoding, shared by every subscriber and the
+// history: never modify it.
+func (e *Event) Wire() []byte { return e.wire }
 
 // Size is the event's encoded length, what it costs in the history.
 func (e *Event) Size() int { return len(e.wire) }
@@ -146,6 +151,3 @@ func AppendRetry(dst []byte, millis int64) []byte {
 	dst = strconv.AppendInt(dst, millis, 10)
 	return append(dst, "\n\n"...)
 }
-
-// heartbeat is a comment line: browsers ignore it, proxies see traffic.
-var heartbeat = []byte(":\n\n")

@@ -64,12 +64,12 @@ type Denial struct {
 	Body   []byte
 }
 
-// Errors of ServeStream's admission, each answered 503 with Retry-After.
+// Errors of Subscribe's admission.
 var (
-	ErrClosed         = errors.New("stream: hub closed")
-	ErrTooManyStreams = errors.New("stream: too many streams")
-	ErrTooManyPerIP   = errors.New("stream: too many streams from this address")
-	ErrTooManyKeys    = errors.New("stream: too many keys")
+	ErrClosed             = errors.New("stream: hub closed")
+	ErrTooManyConnections = errors.New("stream: too many connections")
+	ErrTooManyPerIP       = errors.New("stream: too many streams from this address")
+	ErrTooManyKeys        = errors.New("stream: too many keys")
 )
 
 // Options configure a Hub. Zero fields take the defaults documented here.
@@ -82,26 +82,17 @@ type Options struct {
 	// ClientBuffer is the events queued per subscriber before it is evicted
 	// as slow. Default 256.
 	ClientBuffer int
-	// Retry is sent to clients as the SSE reconnection time. Default 3s.
-	Retry time.Duration
-	// MaxDuration ends a stream cleanly after this long, ±10% so that
-	// streams opened together do not all reconnect together; the client
-	// resumes with its Last-Event-ID, on whichever replica the balancer
-	// picks. Default 0: never.
-	MaxDuration time.Duration
-	// Heartbeat is the time between comment lines. Default 15s.
-	Heartbeat time.Duration
 	// Linger is how long a key outlives its last subscriber. Default 30s.
 	Linger time.Duration
-	// WriteTimeout bounds one blocked write to a client, beyond the heartbeat
-	// interval (a write happens at least once per heartbeat). Default 10s.
-	WriteTimeout time.Duration
-	// MaxStreams caps open streams; 0: no cap.
-	MaxStreams int
+	// MaxConnections caps open event streams (SSEGATE_MAX_CONNECTIONS); 0: no cap.
+	MaxConnections int
 	// MaxStreamsPerIP caps open streams per client address; 0: no cap.
 	MaxStreamsPerIP int
 	// MaxKeys caps keys polled at once, which bounds upstream load; 0: no cap.
 	MaxKeys int
+	// Store returns the store of a key's body, ids and history when the key
+	// starts. Default: NewMemoryStore(HistorySize, HistoryBytes).
+	Store func(Target) Store
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer receives the hub's metrics. Default: none.
@@ -123,10 +114,11 @@ func (o *Options) setDefaults() {
 	if o.ClientBuffer <= 0 {
 		o.ClientBuffer = 256
 	}
-	def(&o.Retry, 3*time.Second)
-	def(&o.Heartbeat, 15*time.Second)
 	def(&o.Linger, 30*time.Second)
-	def(&o.WriteTimeout, 10*time.Second)
+	if o.Store == nil {
+		size, maxBytes := o.HistorySize, o.HistoryBytes
+		o.Store = func(Target) Store { return NewMemoryStore(size, maxBytes) }
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -137,17 +129,16 @@ type Hub struct {
 	src     Source
 	opts    Options
 	metrics *metrics
-	retry   []byte // the encoded retry field every stream starts with
 
 	ctx    context.Context // parent of every source's context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // source goroutines
 
-	mu      sync.Mutex
-	topics  map[Key]*topic
-	streams int            // admitted streams, counted against MaxStreams
-	perIP   map[string]int // admitted streams by client address
-	closed  bool
+	mu     sync.Mutex
+	topics map[Key]*topic
+	conns  int            // admitted streams, counted against MaxConnections
+	perIP  map[string]int // admitted streams by client address
+	closed bool
 }
 
 // NewHub returns a hub that runs src for each key with subscribers.
@@ -158,7 +149,6 @@ func NewHub(src Source, opts Options) *Hub {
 		src:     src,
 		opts:    opts,
 		metrics: newMetrics(opts.Registerer),
-		retry:   AppendRetry(nil, opts.Retry.Milliseconds()),
 		ctx:     ctx,
 		cancel:  cancel,
 		topics:  make(map[Key]*topic),
@@ -173,12 +163,12 @@ func (h *Hub) admit(ip string) error {
 	switch {
 	case h.closed:
 		return ErrClosed
-	case h.opts.MaxStreams > 0 && h.streams >= h.opts.MaxStreams:
-		return ErrTooManyStreams
+	case h.opts.MaxConnections > 0 && h.conns >= h.opts.MaxConnections:
+		return ErrTooManyConnections
 	case h.opts.MaxStreamsPerIP > 0 && h.perIP[ip] >= h.opts.MaxStreamsPerIP:
 		return ErrTooManyPerIP
 	}
-	h.streams++
+	h.conns++
 	h.perIP[ip]++
 	return nil
 }
@@ -186,7 +176,7 @@ func (h *Hub) admit(ip string) error {
 func (h *Hub) release(ip string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.streams--
+	h.conns--
 	if h.perIP[ip]--; h.perIP[ip] <= 0 {
 		delete(h.perIP, ip)
 	}
@@ -195,7 +185,7 @@ func (h *Hub) release(ip string) {
 // subscribe adds a subscriber to the key's topic, creating the topic and
 // starting its source when it is the first. lastEventID is the client's
 // resume point as sent.
-func (h *Hub) subscribe(t Target, lastEventID string) (*Subscriber, error) {
+func (h *Hub) subscribe(t Target, lastEventID string) (*Subscription, error) {
 	for {
 		h.mu.Lock()
 		if h.closed {
@@ -223,7 +213,7 @@ func (h *Hub) startTopic(t Target) *topic {
 	ctx, cancel := context.WithCancel(h.ctx)
 	tp := newTopic(h, t, cancel)
 	h.topics[t.Key] = tp
-	h.metrics.streamsActive.Inc()
+	h.metrics.keys(1)
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -246,28 +236,33 @@ func (h *Hub) remove(tp *topic) {
 	if h.topics[tp.target.Key] == tp {
 		delete(h.topics, tp.target.Key)
 	}
-	h.metrics.streamsActive.Dec()
+	h.metrics.keys(-1)
 }
 
 // Nudge signals the source of every key for which match is true and
-// returns how many keys it signalled.
+// returns how many keys it signalled. match runs outside the hub's lock:
+// it may be slow (the nudge handler builds a request per key), and streams
+// must still be admitted meanwhile. A key that ends meanwhile may still be
+// counted; its signal goes nowhere.
 func (h *Hub) Nudge(match func(Target) bool) int {
 	h.mu.Lock()
 	topics := make([]*topic, 0, len(h.topics))
 	for _, tp := range h.topics {
-		if match(tp.target) {
-			topics = append(topics, tp)
-		}
+		topics = append(topics, tp)
 	}
 	h.mu.Unlock()
+	n := 0
 	for _, tp := range topics {
-		tp.signal(SignalNudge)
+		if match(tp.target) {
+			tp.signal(SignalNudge)
+			n++
+		}
 	}
-	return len(topics)
+	return n
 }
 
-// Close ends every stream, stops every source and waits for the sources to
-// return. Streams that arrive later are refused with 503.
+// Close ends every subscription, stops every source and waits for the
+// sources to return. Later subscriptions get ErrClosed.
 func (h *Hub) Close() {
 	h.mu.Lock()
 	if h.closed {

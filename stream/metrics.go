@@ -1,6 +1,8 @@
 package stream
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -10,7 +12,8 @@ import (
 type metrics struct {
 	connsActive   prometheus.Gauge
 	connsTotal    prometheus.Counter
-	streamsActive prometheus.Gauge
+	keysActive    prometheus.Gauge
+	keysActiveOld prometheus.Gauge // ssegate_streams_active, deprecated
 	published     [numKinds]prometheus.Counter
 	delivered     prometheus.Counter
 	evictedVec    *prometheus.CounterVec
@@ -28,9 +31,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ssegate_connections_total",
 			Help: "Event streams opened since start.",
 		}),
-		streamsActive: f.NewGauge(prometheus.GaugeOpts{
-			Name: "ssegate_streams_active",
+		keysActive: f.NewGauge(prometheus.GaugeOpts{
+			Name: "ssegate_keys_active",
 			Help: "Stream keys being polled now (distinct path, query and identity).",
+		}),
+		// The old name of ssegate_keys_active, kept for one release so that
+		// dashboards can move: it counted keys, not streams.
+		keysActiveOld: f.NewGauge(prometheus.GaugeOpts{
+			Name: "ssegate_streams_active",
+			Help: "Deprecated: ssegate_keys_active; removed in the next release.",
 		}),
 		delivered: f.NewCounter(prometheus.CounterOpts{
 			Name: "ssegate_events_delivered_total",
@@ -42,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		rejected: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "ssegate_streams_rejected_total",
-			Help: "Event streams refused with 503, by reason (max_connections, max_streams_per_ip, max_keys, shutdown).",
+			Help: "Event streams refused, by reason: max_connections, max_streams_per_ip, max_keys (503), shutdown (200 and an immediate end).",
 		}, []string{"reason"}),
 	}
 	for _, r := range []string{"max_connections", "max_streams_per_ip", "max_keys", "shutdown"} {
@@ -61,4 +70,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// keys adds n to the keys active, under both names.
+func (m *metrics) keys(n float64) {
+	m.keysActive.Add(n)
+	m.keysActiveOld.Add(n)
+}
+
 func (m *metrics) evicted(reason string) { m.evictedVec.WithLabelValues(reason).Inc() }
+
+// reject counts a subscription refused with err, one of the admission errors.
+func (m *metrics) reject(err error) {
+	reason := "shutdown"
+	switch {
+	case errors.Is(err, ErrTooManyConnections):
+		reason = "max_connections"
+	case errors.Is(err, ErrTooManyPerIP):
+		reason = "max_streams_per_ip"
+	case errors.Is(err, ErrTooManyKeys):
+		reason = "max_keys"
+	}
+	m.rejected.WithLabelValues(reason).Inc()
+}

@@ -28,16 +28,12 @@ type topic struct {
 	target Target
 	cancel context.CancelFunc
 
-	epoch Epoch // this life of the key's IDs; fixed at creation
-
 	mu      sync.Mutex
 	state   topicState
 	ready   chan struct{} // closed once the first poll's outcome is known
-	body    []byte
-	snap    *Event // snapshot of (history.Last(), body); nil when stale
-	lastID  ID     // the newest ID issued
-	history *History
-	subs    map[*Subscriber]struct{}
+	store   Store         // body, ids and history
+	snap    *Event        // snapshot of the store's current state; nil when stale
+	subs    map[*Subscription]struct{}
 	denial  *Denial
 	linger  *time.Timer
 	removed bool
@@ -49,14 +45,13 @@ var _ Publisher = (*topic)(nil)
 
 func newTopic(h *Hub, t Target, cancel context.CancelFunc) *topic {
 	return &topic{
-		hub:     h,
-		target:  t,
-		cancel:  cancel,
-		epoch:   NewEpoch(),
-		ready:   make(chan struct{}),
-		history: NewHistory(h.opts.HistorySize, h.opts.HistoryBytes),
-		subs:    make(map[*Subscriber]struct{}),
-		sigCh:   make(chan struct{}, 1),
+		hub:    h,
+		target: t,
+		cancel: cancel,
+		ready:  make(chan struct{}),
+		store:  h.opts.Store(t),
+		subs:   make(map[*Subscription]struct{}),
+		sigCh:  make(chan struct{}, 1),
 	}
 }
 
@@ -98,8 +93,7 @@ func (t *topic) closeReady() {
 // join adds a subscriber resuming after the wire ID last ("": none; an ID
 // of another epoch gets a snapshot). It returns nil when the topic was
 // removed meanwhile.
-func (t *topic) join(lastEventID string) *Subscriber {
-	last, _ := t.epoch.Parse(lastEventID)
+func (t *topic) join(lastEventID string) *Subscription {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.removed {
@@ -109,13 +103,17 @@ func (t *topic) join(lastEventID string) *Subscriber {
 		t.linger.Stop()
 		t.linger = nil
 	}
-	sub := &Subscriber{
+	sub := &Subscription{
 		topic: t,
 		queue: make(chan *Event, t.hub.opts.ClientBuffer),
 		done:  make(chan struct{}),
 	}
 	if t.state == stateLive {
-		if evs, ok := t.history.Since(last); ok {
+		evs, ok, err := t.store.Since(lastEventID)
+		if err != nil {
+			t.hub.opts.Logger.Warn("reading a key's history failed; sending a snapshot", "key", t.target.Key.String(), "err", err)
+		}
+		if ok {
 			sub.backlog = evs
 		} else {
 			sub.backlog = []*Event{t.snapshotLocked()}
@@ -129,7 +127,7 @@ func (t *topic) join(lastEventID string) *Subscriber {
 }
 
 // leave removes sub; the last one out starts the linger timer.
-func (t *topic) leave(sub *Subscriber) {
+func (t *topic) leave(sub *Subscription) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.subs[sub]; ok {
@@ -157,7 +155,7 @@ func (t *topic) expire() {
 }
 
 // end closes sub's stream for reason; t.mu must be held.
-func (t *topic) end(sub *Subscriber, reason string) {
+func (t *topic) end(sub *Subscription, reason string) {
 	if _, ok := t.subs[sub]; !ok {
 		return
 	}
@@ -172,14 +170,10 @@ func (t *topic) end(sub *Subscriber, reason string) {
 // it once per state however many clients join.
 func (t *topic) snapshotLocked() *Event {
 	if t.snap == nil {
-		t.snap = NewEvent(t.epoch, t.history.Last(), KindSnapshot, t.body)
+		ep, last, body, _ := t.store.Current()
+		t.snap = NewEvent(ep, last, KindSnapshot, body)
 	}
 	return t.snap
-}
-
-func (t *topic) nextIDLocked() ID {
-	t.lastID++
-	return t.lastID
 }
 
 // Publish implements Publisher.
@@ -189,11 +183,14 @@ func (t *topic) Publish(body []byte, changes []Change) {
 	if t.removed {
 		return
 	}
-	t.body, t.snap = body, nil
 	if t.state != stateLive {
 		// First body: every waiting subscriber starts with it.
-		t.state = stateLive
-		t.history.Reset(t.nextIDLocked())
+		if _, _, err := t.store.Reset(body); err != nil {
+			// The subscribers wait on; the next poll publishes again.
+			t.hub.opts.Logger.Warn("storing a key's first body failed", "key", t.target.Key.String(), "err", err)
+			return
+		}
+		t.state, t.snap = stateLive, nil
 		t.fanout(t.snapshotLocked())
 		t.closeReady()
 		return
@@ -205,12 +202,18 @@ func (t *topic) Publish(body []byte, changes []Change) {
 		t.hub.opts.Logger.Debug("burst published as one snapshot", "key", t.target.Key.String(), "events", len(changes))
 		changes = []Change{{Kind: KindSnapshot, Data: body}}
 	}
-	for _, c := range changes {
-		e := NewEvent(t.epoch, t.nextIDLocked(), c.Kind, c.Data)
-		t.history.Append(e)
-		t.hub.metrics.published[c.Kind].Inc()
+	evs, err := t.store.Append(body, changes)
+	t.snap = nil
+	if err != nil {
+		// Nothing was sent: the subscribers keep the previous state, and
+		// the next change reaches them with the store's next ids.
+		t.hub.opts.Logger.Warn("storing a key's changes failed", "key", t.target.Key.String(), "events", len(changes), "err", err)
+		return
+	}
+	for _, e := range evs {
+		t.hub.metrics.published[e.Kind].Inc()
 		t.fanout(e)
-		if c.Kind == KindSnapshot {
+		if e.Kind == KindSnapshot {
 			// It holds the whole new body: clients that join now get it
 			// too, instead of a second encoding of the same bytes.
 			t.snap = e

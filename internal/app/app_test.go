@@ -314,7 +314,8 @@ func TestMetricsAndHealth(t *testing.T) {
 	for _, want := range []string{
 		"ssegate_connections_active 1",
 		"ssegate_connections_total 1",
-		"ssegate_streams_active 1",
+		"ssegate_keys_active 1",
+		"ssegate_streams_active 1", // the deprecated name, for one release
 		`ssegate_build_info{goversion="`,
 		`ssegate_upstream_polls_total{outcome="changed"}`,
 		"ssegate_upstream_poll_duration_seconds_bucket",

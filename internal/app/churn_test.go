@@ -39,7 +39,7 @@ func TestChurnReturnsToBaseline(t *testing.T) {
 	warm := subscribe(t, g.client(t), g.base+"/api/notifications", "Bearer user0", "")
 	warm.next(t)
 	warm.resp.Body.Close()
-	waitFor(t, "warm-up to settle", func() bool { return g.metricValue(t, "ssegate_streams_active") == "0" })
+	waitFor(t, "warm-up to settle", func() bool { return g.metricValue(t, "ssegate_keys_active") == "0" })
 	runtime.GC()
 	baseG, baseFD := runtime.NumGoroutine(), openFDs(t)
 
@@ -87,7 +87,7 @@ func TestChurnReturnsToBaseline(t *testing.T) {
 	}
 
 	waitFor(t, "connections gauge back to 0", func() bool { return g.metricValue(t, "ssegate_connections_active") == "0" })
-	waitFor(t, "pollers stopped", func() bool { return g.metricValue(t, "ssegate_streams_active") == "0" })
+	waitFor(t, "pollers stopped", func() bool { return g.metricValue(t, "ssegate_keys_active") == "0" })
 	waitFor(t, fmt.Sprintf("goroutines back to %d", baseG), func() bool {
 		// Pooled keep-alive connections are not leaks: close them on
 		// both ends, as idle timeouts would in a long-running process.

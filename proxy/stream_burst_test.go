@@ -1,4 +1,4 @@
-package stream_test
+package proxy_test
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/ssegate/ssegate/internal/promtest"
 	"github.com/ssegate/ssegate/internal/ssetest"
+	"github.com/ssegate/ssegate/proxy"
 	"github.com/ssegate/ssegate/stream"
 )
 
@@ -98,7 +99,7 @@ func TestHubDenyWhileStreaming(t *testing.T) {
 func TestHubMaxDuration(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newSource()
-		h, k, _ := newHub(t, src, stream.Options{MaxDuration: 100 * time.Second, Heartbeat: time.Hour})
+		h, k, _ := newHub(t, src, stream.Options{}, proxy.StreamOptions{MaxDuration: 100 * time.Second, Heartbeat: time.Hour})
 		start := time.Now()
 		a := open(h, k, "/n", "alice", "")
 		r := src.next(t)

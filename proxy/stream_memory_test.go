@@ -1,4 +1,4 @@
-package stream_test
+package proxy_test
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssegate/ssegate/internal/sse"
+	"github.com/ssegate/ssegate/proxy"
 	"github.com/ssegate/ssegate/stream"
 )
 
@@ -36,10 +37,11 @@ func TestHubHistoryMemory(t *testing.T) {
 	src := newSource()
 	h := stream.NewHub(src, stream.Options{HistoryBytes: bound, Registerer: prometheus.NewRegistry()})
 	defer h.Close()
+	streams := proxy.NewStreamer(h, proxy.StreamOptions{})
 	k := stream.NewKeyer([]string{"Authorization"})
 	up := &url.URL{Scheme: "http", Host: "upstream", Path: "/n"}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeStream(w, r, k.Target(r.URL.Path, up, r.Header))
+		streams.ServeStream(w, r, k.Target(r.URL.Path, up, r.Header))
 	}))
 	defer srv.Close()
 	get := func(lastID string) *http.Response {

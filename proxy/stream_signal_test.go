@@ -1,4 +1,4 @@
-package stream_test
+package proxy_test
 
 import (
 	"testing"

@@ -1,4 +1,4 @@
-package stream_test
+package proxy_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/ssegate/ssegate/internal/promtest"
 	"github.com/ssegate/ssegate/internal/ssetest"
+	"github.com/ssegate/ssegate/proxy"
 	"github.com/ssegate/ssegate/stream"
 )
 
@@ -64,7 +65,7 @@ func (s *source) none(t *testing.T) {
 
 // open starts a stream request for path as identity, resuming after lastID
 // when it is not empty.
-func open(h *stream.Hub, k *stream.Keyer, path, identity, lastID string) *ssetest.Client {
+func open(h *gateway, k *stream.Keyer, path, identity, lastID string) *ssetest.Client {
 	r := httptest.NewRequest(http.MethodGet, path, nil)
 	r.Header.Set("Authorization", identity)
 	if lastID != "" {
@@ -74,27 +75,43 @@ func open(h *stream.Hub, k *stream.Keyer, path, identity, lastID string) *ssetes
 }
 
 // openFrom is open from the client address remote.
-func openFrom(h *stream.Hub, k *stream.Keyer, identity, remote string) *ssetest.Client {
+func openFrom(h *gateway, k *stream.Keyer, identity, remote string) *ssetest.Client {
 	r := httptest.NewRequest(http.MethodGet, "/n", nil)
 	r.RemoteAddr = remote
 	r.Header.Set("Authorization", identity)
 	return serve(h, k, r)
 }
 
-// serve runs r through the hub, as the proxy does, in memory.
-func serve(h *stream.Hub, k *stream.Keyer, r *http.Request) *ssetest.Client {
+// serve runs r through the hub and the proxy's stream answer, in memory.
+func serve(h *gateway, k *stream.Keyer, r *http.Request) *ssetest.Client {
 	u := &url.URL{Scheme: "http", Host: "upstream", Path: r.URL.Path}
 	return ssetest.Open(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeStream(w, r, k.Target(r.URL.Path, u, r.Header))
 	}), r)
 }
 
-func newHub(t *testing.T, src stream.Source, opts stream.Options) (*stream.Hub, *stream.Keyer, *prometheus.Registry) {
+// gateway is a hub with the proxy's stream answer in front of it.
+type gateway struct {
+	*stream.Hub
+	streams *proxy.Streamer
+}
+
+func (g *gateway) ServeStream(w http.ResponseWriter, r *http.Request, t stream.Target) {
+	g.streams.ServeStream(w, r, t)
+}
+
+// newHub returns a hub and its stream answer, configured by opts and, when
+// given, the stream options so.
+func newHub(t *testing.T, src stream.Source, opts stream.Options, so ...proxy.StreamOptions) (*gateway, *stream.Keyer, *prometheus.Registry) {
 	reg := prometheus.NewRegistry()
 	opts.Registerer = reg
 	h := stream.NewHub(src, opts)
 	t.Cleanup(h.Close)
-	return h, stream.NewKeyer([]string{"Authorization"}), reg
+	var o proxy.StreamOptions
+	if len(so) > 0 {
+		o = so[0]
+	}
+	return &gateway{h, proxy.NewStreamer(h, o)}, stream.NewKeyer([]string{"Authorization"}), reg
 }
 
 func TestHubSnapshotThenChanges(t *testing.T) {
@@ -263,7 +280,7 @@ func TestHubEvictsSlowSubscriber(t *testing.T) {
 func TestHubHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newSource()
-		h, k, _ := newHub(t, src, stream.Options{Heartbeat: 15 * time.Second})
+		h, k, _ := newHub(t, src, stream.Options{}, proxy.StreamOptions{Heartbeat: 15 * time.Second})
 		a := open(h, k, "/n", "alice", "")
 		r := src.next(t)
 		r.pub.Publish([]byte(`0`), nil)
@@ -308,8 +325,10 @@ func TestHubLinger(t *testing.T) {
 		default:
 			t.Fatal("source still running after the linger time")
 		}
-		if got := promtest.Value(t, reg, "ssegate_streams_active"); got != 0 {
-			t.Errorf("streams_active = %v, want 0", got)
+		for _, name := range []string{"ssegate_keys_active", "ssegate_streams_active"} {
+			if got := promtest.Value(t, reg, name); got != 0 {
+				t.Errorf("%s = %v, want 0", name, got)
+			}
 		}
 	})
 }
@@ -409,7 +428,7 @@ func TestHubLimits(t *testing.T) {
 	t.Run("max streams", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			src := newSource()
-			h, k, reg := newHub(t, src, stream.Options{MaxStreams: 2})
+			h, k, reg := newHub(t, src, stream.Options{MaxConnections: 2})
 			a := openFrom(h, k, "alice", "192.0.2.1:1")
 			b := openFrom(h, k, "bob", "192.0.2.2:1")
 			synctest.Wait()

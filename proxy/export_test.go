@@ -1,0 +1,19 @@
+package proxy
+
+import (
+	"net/http"
+
+	"github.com/ssegate/ssegate/stream"
+)
+
+// Streamer is the stream answer alone, for tests that drive a hub without
+// a whole proxy in front.
+type Streamer = streamer
+
+// NewStreamer is newStreamer.
+func NewStreamer(h *stream.Hub, o StreamOptions) *Streamer { return newStreamer(h, o) }
+
+// ServeStream answers r with t's stream for the peer of r.
+func (s *streamer) ServeStream(w http.ResponseWriter, r *http.Request, t stream.Target) {
+	s.serve(w, r, t, peerIP(r))
+}

@@ -1,0 +1,87 @@
+package stream
+
+// Subscription is one client's place in a key: the events still to deliver
+// (the backlog, then the bounded live queue) and a done channel the hub
+// closes to end it. The HTTP answer is the caller's: the hub hands out
+// encoded events and never sees a request or a response.
+type Subscription struct {
+	topic   *topic
+	ip      string
+	backlog []*Event    // delivered first: resumed events or the snapshot
+	queue   chan *Event // live events; full means the client is too slow
+	done    chan struct{}
+	reason  string  // why done was closed; set before closing
+	denial  *Denial // set before done is closed on a denial
+	started bool    // Start was called: counted as an open stream
+}
+
+// Subscribe admits a client of t from the address clientIP, resuming after
+// lastEventID as the client sent it (empty: none). A Last-Event-ID that is
+// unknown, expired, malformed or from another process gets a fresh
+// snapshot, never an error. The errors are the admission's: ErrClosed,
+// ErrTooManyConnections, ErrTooManyPerIP, ErrTooManyKeys. The caller must
+// Close the subscription.
+func (h *Hub) Subscribe(t Target, lastEventID, clientIP string) (*Subscription, error) {
+	if err := h.admit(clientIP); err != nil {
+		h.metrics.reject(err)
+		return nil, err
+	}
+	sub, err := h.subscribe(t, lastEventID)
+	if err != nil {
+		h.release(clientIP)
+		h.metrics.reject(err)
+		return nil, err
+	}
+	sub.ip = clientIP
+	return sub, nil
+}
+
+// Ready is closed once the key's first poll has an outcome: a body, a
+// failure that may pass, or a denial.
+func (s *Subscription) Ready() <-chan struct{} { return s.topic.ready }
+
+// Done is closed when the hub ends the subscription: the client was too
+// slow, the key was denied, or the hub closes.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Denial is the upstream's refusal that ended the subscription, or nil. It
+// may be read only once Done is closed: the hub writes it before closing.
+func (s *Subscription) Denial() *Denial {
+	select {
+	case <-s.done:
+		return s.denial
+	default:
+		return nil
+	}
+}
+
+// Start counts the subscription as an open stream and returns its backlog
+// (a snapshot, or the events missed), which is delivered before Events.
+func (s *Subscription) Start() []*Event {
+	if !s.started {
+		s.started = true
+		s.topic.hub.metrics.connsActive.Inc()
+		s.topic.hub.metrics.connsTotal.Inc()
+	}
+	b := s.backlog
+	s.backlog = nil
+	return b
+}
+
+// Events are the live events, in order. Their wire bytes are shared with
+// every other subscriber and the history: never modify them.
+func (s *Subscription) Events() <-chan *Event { return s.queue }
+
+// Delivered counts n events written to the client.
+func (s *Subscription) Delivered(n int) { s.topic.hub.metrics.delivered.Add(float64(n)) }
+
+// Close leaves the key (the last one out starts its linger) and releases
+// the client's place under the limits.
+func (s *Subscription) Close() {
+	h := s.topic.hub
+	if s.started {
+		h.metrics.connsActive.Dec()
+	}
+	s.topic.leave(s)
+	h.release(s.ip)
+}
