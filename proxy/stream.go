@@ -229,12 +229,25 @@ func (s *streamer) write(ctx context.Context, w http.ResponseWriter, sub *stream
 					return err
 				}
 			} else {
+				// buf never grows past maxChunk: an event that would take it
+				// there is written from its own shared bytes after it.
 				buf = append(buf[:0], e.Wire()...)
-				for ; n < maxBatch && len(queue) > 0 && len(buf) < maxChunk; n++ {
-					buf = append(buf, (<-queue).Wire()...)
+				var large *stream.Event
+				for ; n < maxBatch && len(queue) > 0 && large == nil; n++ {
+					next := <-queue
+					if len(buf)+next.Size() > maxChunk {
+						large = next
+						continue
+					}
+					buf = append(buf, next.Wire()...)
 				}
 				if err := flush(buf); err != nil {
 					return err
+				}
+				if large != nil {
+					if err := flush(large.Wire()); err != nil {
+						return err
+					}
 				}
 			}
 			sub.Delivered(n)
