@@ -5,10 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
-	"strconv"
-	"strings"
 	"testing"
 
+	"github.com/ssegate/ssegate/internal/jsonpatch"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/stream"
 )
@@ -125,36 +124,26 @@ func FuzzDiffPatch(f *testing.F) {
 	})
 }
 
-// checkPatchEvents applies patch-mode events to a and expects b.
+// checkPatchEvents applies patch-mode events to a and expects b, with an
+// RFC 6902 applier that does not trust the library that made the patch.
 func checkPatchEvents(t *testing.T, a, b string, changes []stream.Change) {
 	t.Helper()
-	var doc any
-	json.Unmarshal([]byte(a), &doc)
+	doc, _ := jsonpatch.Decode([]byte(a))
 	for _, c := range changes {
+		var err error
 		switch c.Kind {
 		case stream.KindSnapshot: // a patch larger than the body
-			doc = nil
-			if err := json.Unmarshal(c.Data, &doc); err != nil {
-				t.Fatalf("snapshot %s: %v", c.Data, err)
-			}
+			doc, err = jsonpatch.Decode(c.Data)
 		case stream.KindPatch:
-			var ops []patchOp
-			if err := json.Unmarshal(c.Data, &ops); err != nil {
-				t.Fatalf("patch %s: %v", c.Data, err)
-			}
-			for _, op := range ops {
-				var err error
-				doc, err = applyOp(doc, op)
-				if err != nil {
-					t.Fatalf("applying %+v to %.200s: %v", op, a, err)
-				}
-			}
+			doc, err = jsonpatch.Apply(doc, c.Data)
 		default:
 			t.Fatalf("unexpected %s event in patch mode", c.Kind)
 		}
+		if err != nil {
+			t.Fatalf("%s event %.200s on %.200s: %v", c.Kind, c.Data, a, err)
+		}
 	}
-	var want any
-	json.Unmarshal([]byte(b), &want)
+	want, _ := jsonpatch.Decode([]byte(b))
 	// Equal documents marshal alike (sorted names), and far faster than
 	// reflect.DeepEqual compares large ones.
 	got, _ := json.Marshal(doc)
@@ -224,144 +213,4 @@ func bodyOf(t *testing.T, arr []json.RawMessage, wrap bool) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-type patchOp struct {
-	Op    string          `json:"op"`
-	Path  string          `json:"path"`
-	From  string          `json:"from"`
-	Value json.RawMessage `json:"value"`
-}
-
-// applyOp applies one RFC 6902 operation; a test-only applier, so that the
-// check does not trust the library that made the patch.
-func applyOp(doc any, op patchOp) (any, error) {
-	var val any
-	if op.Value != nil {
-		if err := json.Unmarshal(op.Value, &val); err != nil {
-			return nil, err
-		}
-	}
-	switch op.Op {
-	case "add":
-		return put(doc, tokens(op.Path), val, true)
-	case "replace":
-		return put(doc, tokens(op.Path), val, false)
-	case "remove":
-		return del(doc, tokens(op.Path))
-	case "move", "copy":
-		v, err := get(doc, tokens(op.From))
-		if err != nil {
-			return nil, err
-		}
-		if op.Op == "move" {
-			if doc, err = del(doc, tokens(op.From)); err != nil {
-				return nil, err
-			}
-		}
-		return put(doc, tokens(op.Path), deepCopy(v), true)
-	case "test":
-		return doc, nil
-	}
-	return nil, errors.New("unknown op " + op.Op)
-}
-
-func deepCopy(v any) any {
-	b, _ := json.Marshal(v)
-	var out any
-	json.Unmarshal(b, &out)
-	return out
-}
-
-func tokens(p string) []string {
-	if p == "" {
-		return nil
-	}
-	parts := strings.Split(p[1:], "/")
-	for i, s := range parts {
-		parts[i] = strings.ReplaceAll(strings.ReplaceAll(s, "~1", "/"), "~0", "~")
-	}
-	return parts
-}
-
-func get(doc any, path []string) (any, error) {
-	for _, tok := range path {
-		switch c := doc.(type) {
-		case map[string]any:
-			v, ok := c[tok]
-			if !ok {
-				return nil, errors.New("no member " + tok)
-			}
-			doc = v
-		case []any:
-			i, err := strconv.Atoi(tok)
-			if err != nil || i < 0 || i >= len(c) {
-				return nil, errors.New("no element " + tok)
-			}
-			doc = c[i]
-		default:
-			return nil, errors.New("not a container at " + tok)
-		}
-	}
-	return doc, nil
-}
-
-// put sets (insert: adds) val at path and returns the new document.
-func put(doc any, path []string, val any, insert bool) (any, error) {
-	if len(path) == 0 {
-		return val, nil
-	}
-	parent, err := get(doc, path[:len(path)-1])
-	if err != nil {
-		return nil, err
-	}
-	last := path[len(path)-1]
-	switch c := parent.(type) {
-	case map[string]any:
-		c[last] = val
-		return doc, nil
-	case []any:
-		i := len(c)
-		if last != "-" {
-			if i, err = strconv.Atoi(last); err != nil || i < 0 || i > len(c) || !insert && i == len(c) {
-				return nil, errors.New("bad index " + last)
-			}
-		}
-		var next []any
-		if insert {
-			next = append(append(append([]any{}, c[:i]...), val), c[i:]...)
-		} else {
-			next = append([]any{}, c...)
-			next[i] = val
-		}
-		return put(doc, path[:len(path)-1], next, false)
-	}
-	return nil, errors.New("not a container")
-}
-
-func del(doc any, path []string) (any, error) {
-	if len(path) == 0 {
-		return nil, errors.New("cannot remove the root")
-	}
-	parent, err := get(doc, path[:len(path)-1])
-	if err != nil {
-		return nil, err
-	}
-	last := path[len(path)-1]
-	switch c := parent.(type) {
-	case map[string]any:
-		if _, ok := c[last]; !ok {
-			return nil, errors.New("no member " + last)
-		}
-		delete(c, last)
-		return doc, nil
-	case []any:
-		i, err := strconv.Atoi(last)
-		if err != nil || i < 0 || i >= len(c) {
-			return nil, errors.New("bad index " + last)
-		}
-		next := append(append([]any{}, c[:i]...), c[i+1:]...)
-		return put(doc, path[:len(path)-1], next, false)
-	}
-	return nil, errors.New("not a container")
 }

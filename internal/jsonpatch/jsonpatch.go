@@ -77,10 +77,20 @@ func apply(doc any, op Op) (any, error) {
 			if doc, err = del(doc, tokens(op.From)); err != nil {
 				return nil, err
 			}
+		} else if v, err = deepCopy(v); err != nil { // a copy is a new value, not an alias
+			return nil, err
 		}
 		return put(doc, tokens(op.Path), v, true)
 	}
 	return nil, fmt.Errorf("unknown op %q", op.Op)
+}
+
+func deepCopy(v any) (any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return Decode(b)
 }
 
 // tokens splits an RFC 6901 pointer.
