@@ -99,22 +99,26 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
+// DefaultOptions are the defaults NewHub gives the zero fields of Options.
+// The caps (MaxConnections, MaxStreamsPerIP, MaxKeys) default to 0: no cap.
+func DefaultOptions() Options {
+	return Options{HistorySize: 1000, HistoryBytes: 256 << 10, ClientBuffer: 256, Linger: 30 * time.Second}
+}
+
 func (o *Options) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
+	d := DefaultOptions()
 	if o.HistorySize <= 0 {
-		o.HistorySize = 1000
+		o.HistorySize = d.HistorySize
 	}
 	if o.HistoryBytes <= 0 {
-		o.HistoryBytes = 256 << 10
+		o.HistoryBytes = d.HistoryBytes
 	}
 	if o.ClientBuffer <= 0 {
-		o.ClientBuffer = 256
+		o.ClientBuffer = d.ClientBuffer
 	}
-	def(&o.Linger, 30*time.Second)
+	if o.Linger <= 0 {
+		o.Linger = d.Linger
+	}
 	if o.Store == nil {
 		size, maxBytes := o.HistorySize, o.HistoryBytes
 		o.Store = func(Target) Store { return NewMemoryStore(size, maxBytes) }

@@ -116,32 +116,16 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 
 	transport := NewTransport()
 	defer transport.CloseIdleConnections()
-	src := poller.New(poller.Options{
-		Client:         &http.Client{Transport: transport},
-		Interval:       cfg.PollInterval,
-		IntervalMax:    cfg.PollIntervalMax,
-		LegacyInterval: cfg.LegacyInterval,
-		MaxRPS:         cfg.UpstreamMaxRPS,
-		Concurrency:    cfg.UpstreamConcurrency,
-		Timeout:        cfg.PollTimeout,
-		MaxBodyBytes:   cfg.MaxBodyBytes,
-		MaxBackoff:     cfg.MaxBackoff,
-		Diff:           poller.DiffOptions{Mode: poller.DiffMode(cfg.DiffMode), ItemsPointer: cfg.ItemsPointer, IDField: cfg.ItemIDField},
-		Logger:         log.With("component", "poller"),
-		Registerer:     reg,
-	})
+	po := pollerOptions(cfg)
+	po.Client = &http.Client{Transport: transport}
+	po.Logger = log.With("component", "poller")
+	po.Registerer = reg
+	src := poller.New(po)
 	defer src.Close() // after hub.Close (deferred below) has stopped the keys
-	hub := stream.NewHub(src, stream.Options{
-		HistorySize:     cfg.HistorySize,
-		HistoryBytes:    cfg.HistoryBytes,
-		ClientBuffer:    cfg.ClientBuffer,
-		Linger:          cfg.Linger,
-		MaxConnections:  cfg.MaxConnections,
-		MaxStreamsPerIP: cfg.MaxStreamsPerIP,
-		MaxKeys:         cfg.MaxKeys,
-		Logger:          log.With("component", "stream"),
-		Registerer:      reg,
-	})
+	ho := hubOptions(cfg)
+	ho.Logger = log.With("component", "stream")
+	ho.Registerer = reg
+	hub := stream.NewHub(src, ho)
 	defer hub.Close()
 	keyer := stream.NewKeyerWith(stream.KeyerOptions{IdentityHeaders: cfg.IdentityHeaders, KeyByClientIP: cfg.KeyByClientIP})
 	var nudge http.Handler
@@ -153,7 +137,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		Transport:      transport,
 		Hub:            hub,
 		Keyer:          keyer,
-		Stream:         proxy.StreamOptions{Retry: cfg.Retry, Heartbeat: cfg.HeartbeatInterval, MaxDuration: cfg.StreamMaxDuration},
+		Stream:         streamOptions(cfg),
 		Nudge:          nudge,
 		StreamPaths:    cfg.StreamPaths,
 		TrustedProxies: trusted,
@@ -209,6 +193,43 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	ready.Store(false)
 	drain(srv, admin, hub, cfg.ShutdownTimeout, log)
 	return runErr
+}
+
+// pollerOptions, hubOptions and streamOptions map the configuration into
+// the packages' options; a test checks that the configuration's defaults map
+// to the packages' own.
+func pollerOptions(cfg config.Config) poller.Options {
+	concurrency := cfg.UpstreamConcurrency
+	if concurrency == 0 {
+		concurrency = poller.NoLimit // 0 is "no cap" to an operator, "default" to poller
+	}
+	return poller.Options{
+		Interval:       cfg.PollInterval,
+		IntervalMax:    cfg.PollIntervalMax,
+		LegacyInterval: cfg.LegacyInterval,
+		MaxRPS:         cfg.UpstreamMaxRPS,
+		Concurrency:    concurrency,
+		Timeout:        cfg.PollTimeout,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		MaxBackoff:     cfg.MaxBackoff,
+		Diff:           poller.DiffOptions{Mode: poller.DiffMode(cfg.DiffMode), ItemsPointer: cfg.ItemsPointer, IDField: cfg.ItemIDField},
+	}
+}
+
+func hubOptions(cfg config.Config) stream.Options {
+	return stream.Options{
+		HistorySize:     cfg.HistorySize,
+		HistoryBytes:    cfg.HistoryBytes,
+		ClientBuffer:    cfg.ClientBuffer,
+		Linger:          cfg.Linger,
+		MaxConnections:  cfg.MaxConnections,
+		MaxStreamsPerIP: cfg.MaxStreamsPerIP,
+		MaxKeys:         cfg.MaxKeys,
+	}
+}
+
+func streamOptions(cfg config.Config) proxy.StreamOptions {
+	return proxy.StreamOptions{Retry: cfg.Retry, Heartbeat: cfg.HeartbeatInterval, MaxDuration: cfg.StreamMaxDuration}
 }
 
 // logContract states the load contract once, in numbers an operator can
