@@ -24,6 +24,7 @@ import (
 
 	"github.com/ssegate/ssegate/certs"
 	"github.com/ssegate/ssegate/config"
+	"github.com/ssegate/ssegate/nudge"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/proxy"
 	"github.com/ssegate/ssegate/stream"
@@ -157,7 +158,7 @@ func build(cfg config.Config, opts Options) (_ *gateway, err error) {
 	keyer := stream.NewKeyerWith(stream.KeyerOptions{IdentityHeaders: cfg.IdentityHeaders, KeyByClientIP: cfg.KeyByClientIP})
 	var nudger http.Handler
 	if cfg.NudgeToken != "" {
-		nudger = proxy.NewNudgeHandler(g.hub, keyer, cfg.NudgeToken, log.With("component", "nudge"))
+		nudger = nudge.NewHandler(g.hub, keyer, cfg.NudgeToken, log.With("component", "nudge"))
 	}
 	front, err := proxy.New(proxy.Options{
 		Upstream:       g.upstream,
@@ -368,9 +369,9 @@ func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, nudger http.Hand
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	if nudger != nil {
-		mux.Handle(proxy.NudgePath, nudger)
+		mux.Handle(nudge.Path, nudger)
 	} else {
-		mux.HandleFunc(proxy.NudgePath, func(w http.ResponseWriter, _ *http.Request) {
+		mux.HandleFunc(nudge.Path, func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "ssegate: nudges are disabled; set SSEGATE_NUDGE_TOKEN", http.StatusNotFound)
 		})
 	}
