@@ -131,7 +131,7 @@ type Poller struct {
 	opts    Options
 	client  *http.Client
 	metrics *metrics
-	sched   *Scheduler
+	sched   *scheduler
 }
 
 var _ stream.Source = (*Poller)(nil)
@@ -162,7 +162,7 @@ func New(opts Options) *Poller {
 	c.Timeout = 0 // per poll via context instead, so a timeout is told apart
 	m := newMetrics(opts.Registerer)
 	m.budget.Set(opts.MaxRPS)
-	return &Poller{opts: opts, client: &c, metrics: m, sched: NewScheduler(opts.MaxRPS, opts.Concurrency, m.lag)}
+	return &Poller{opts: opts, client: &c, metrics: m, sched: newScheduler(opts.MaxRPS, opts.Concurrency, m.lag)}
 }
 
 // Close stops the scheduler.
