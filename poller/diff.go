@@ -55,11 +55,12 @@ type Differ struct {
 
 // NewDiffer returns a differ with no previous body.
 func NewDiffer(opts DiffOptions) *Differ {
+	def := DefaultOptions().Diff
 	if opts.Mode == "" {
-		opts.Mode = DiffAuto
+		opts.Mode = def.Mode
 	}
 	if opts.IDField == "" {
-		opts.IDField = "id"
+		opts.IDField = def.IDField
 	}
 	d := &Differ{opts: opts, mode: opts.Mode}
 	if d.mode == DiffItems {

@@ -6,3 +6,17 @@ import "math"
 // fuzzers check its patches on small documents too (diffPatch hands those
 // to jsondiff).
 func WalkPatch(a, b []byte) (patch []byte, ok bool) { return walkPatch(a, b, math.MaxInt) }
+
+// The scheduler, for its order test.
+type (
+	Scheduler = scheduler
+	Priority  = priority
+)
+
+var NewScheduler = newScheduler
+
+const (
+	PriorityAdmission = priorityAdmission
+	PriorityNudge     = priorityNudge
+	PriorityRegular   = priorityRegular
+)

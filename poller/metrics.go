@@ -13,7 +13,7 @@ type metrics struct {
 	budget   prometheus.Gauge
 	hints    map[Hint]prometheus.Counter
 	legacy   prometheus.Gauge
-	kinds    map[Priority]prometheus.Counter
+	kinds    map[priority]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -59,10 +59,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "ssegate_upstream_polls_by_kind_total",
 		Help: "Upstream polls started, by kind: admission (a key's first), nudge (outside the load contract), regular (within it).",
 	}, []string{"kind"})
-	m.kinds = map[Priority]prometheus.Counter{
-		PriorityAdmission: kinds.WithLabelValues("admission"),
-		PriorityNudge:     kinds.WithLabelValues("nudge"),
-		PriorityRegular:   kinds.WithLabelValues("regular"),
+	m.kinds = map[priority]prometheus.Counter{
+		priorityAdmission: kinds.WithLabelValues("admission"),
+		priorityNudge:     kinds.WithLabelValues("nudge"),
+		priorityRegular:   kinds.WithLabelValues("regular"),
 	}
 	m.legacy = f.NewGauge(prometheus.GaugeOpts{
 		Name: "ssegate_legacy_polling_rps",

@@ -42,7 +42,7 @@ type keyPlan struct {
 	held      bool          // the planned regular poll waits for credit, not for the interval
 
 	lastStart, prevStart time.Time
-	polling              Priority // kind of the poll in flight
+	polling              priority // kind of the poll in flight
 
 	pausedUntil  time.Time     // an upstream-requested pause; nudges wait too
 	minInterval  time.Duration // from X-Poll-Interval or max-age; 0: none
@@ -80,13 +80,13 @@ func (k *keyPlan) advance(now time.Time, subs int, prompt bool) {
 }
 
 // plan returns when the next poll may start and its priority.
-func (k *keyPlan) plan() (time.Time, Priority) {
+func (k *keyPlan) plan() (time.Time, priority) {
 	if !k.admitted {
-		return k.admitAt, PriorityAdmission
+		return k.admitAt, priorityAdmission
 	}
 	floor := latest(k.lastStart.Add(k.opts.Interval), k.pausedUntil)
 	if k.nudged {
-		return floor, PriorityNudge
+		return floor, priorityNudge
 	}
 	due := latest(latest(k.regularAt, floor), k.lastStart.Add(k.minInterval))
 	k.held = false
@@ -100,7 +100,7 @@ func (k *keyPlan) plan() (time.Time, Priority) {
 			due, k.held = ready, true
 		}
 	}
-	return due, PriorityRegular
+	return due, priorityRegular
 }
 
 // signal takes news from the hub while the key waits.
@@ -127,11 +127,11 @@ func (k *keyPlan) start(now time.Time, subs int) bool {
 	k.advance(now, subs, true)
 	switch {
 	case !k.admitted:
-		k.polling = PriorityAdmission
+		k.polling = priorityAdmission
 	case k.nudged:
-		k.polling = PriorityNudge
+		k.polling = priorityNudge
 	default:
-		k.polling = PriorityRegular
+		k.polling = priorityRegular
 		if !k.credit.ready() {
 			return false
 		}
@@ -144,18 +144,18 @@ func (k *keyPlan) start(now time.Time, subs int) bool {
 // failed polls, this one included.
 func (k *keyPlan) done(now time.Time, res result, subs, failures int) {
 	k.advance(now, subs, false)
-	if k.polling != PriorityAdmission {
+	if k.polling != priorityAdmission {
 		k.credit.spend() // the admission poll is the page's first load: free
 	}
 	k.admitted = true
-	if k.polling == PriorityNudge {
+	if k.polling == priorityNudge {
 		k.nudged = false
 	}
 	k.applyHints(now, res.upstreamHeader)
 
 	ceiling := max(k.opts.Interval, k.opts.IntervalMax/time.Duration(max(subs, 1)))
 	switch {
-	case k.polling == PriorityNudge:
+	case k.polling == priorityNudge:
 		k.interval = ceiling
 	case res.outcome == Changed:
 		k.interval = k.opts.Interval

@@ -83,7 +83,8 @@ type Options struct {
 	// MaxRPS caps poll starts per second across all keys, nudged polls
 	// included. Default 0: no cap.
 	MaxRPS float64
-	// Concurrency caps polls in flight across all keys. Default 0: no cap.
+	// Concurrency caps polls in flight across all keys. Default 64;
+	// NoLimit: no cap.
 	Concurrency int
 	// Timeout bounds one poll, body included. Default 10s.
 	Timeout time.Duration
@@ -99,34 +100,56 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
+// NoLimit in Options.Concurrency means no cap on polls in flight.
+const NoLimit = -1
+
+// DefaultOptions are the defaults New gives the zero fields of Options.
+// Their zero values mean "off" for LegacyInterval and MaxRPS, so those have
+// no default here.
+func DefaultOptions() Options {
+	return Options{
+		Interval:     2 * time.Second,
+		IntervalMax:  30 * time.Second,
+		Concurrency:  64,
+		Timeout:      10 * time.Second,
+		MaxBodyBytes: 1 << 20,
+		MaxBackoff:   time.Minute,
+		Diff:         DiffOptions{Mode: DiffAuto, IDField: "id"},
+	}
+}
+
+// setDefault replaces a zero or negative *v with d.
+func setDefault[T int | int64 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
 // Poller is the stream.Source that polls the upstream. Close it after the
 // hub that runs it.
 type Poller struct {
 	opts    Options
 	client  *http.Client
 	metrics *metrics
-	sched   *Scheduler
+	sched   *scheduler
 }
 
 var _ stream.Source = (*Poller)(nil)
 
 // New returns a Poller.
 func New(opts Options) *Poller {
-	if opts.Interval <= 0 {
-		opts.Interval = 2 * time.Second
-	}
-	if opts.IntervalMax <= 0 {
-		opts.IntervalMax = 30 * time.Second
-	}
+	d := DefaultOptions()
+	setDefault(&opts.Interval, d.Interval)
+	setDefault(&opts.IntervalMax, d.IntervalMax)
 	opts.IntervalMax = max(opts.IntervalMax, opts.Interval)
-	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
-	}
-	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = 1 << 20
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = time.Minute
+	setDefault(&opts.Timeout, d.Timeout)
+	setDefault(&opts.MaxBodyBytes, d.MaxBodyBytes)
+	setDefault(&opts.MaxBackoff, d.MaxBackoff)
+	switch {
+	case opts.Concurrency == 0:
+		opts.Concurrency = d.Concurrency
+	case opts.Concurrency < 0:
+		opts.Concurrency = 0 // the scheduler's "no cap"
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -139,7 +162,7 @@ func New(opts Options) *Poller {
 	c.Timeout = 0 // per poll via context instead, so a timeout is told apart
 	m := newMetrics(opts.Registerer)
 	m.budget.Set(opts.MaxRPS)
-	return &Poller{opts: opts, client: &c, metrics: m, sched: NewScheduler(opts.MaxRPS, opts.Concurrency, m.lag)}
+	return &Poller{opts: opts, client: &c, metrics: m, sched: newScheduler(opts.MaxRPS, opts.Concurrency, m.lag)}
 }
 
 // Close stops the scheduler.

@@ -9,21 +9,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Priority is the kind of a poll, which decides its turn (see Scheduler).
-type Priority uint8
+// priority is the kind of a poll, which decides its turn (see scheduler).
+type priority uint8
 
 // Kinds of poll, most urgent first.
 const (
-	// PriorityAdmission is a key's first poll: a client waits for it.
-	PriorityAdmission Priority = iota
-	// PriorityNudge is a poll the upstream asked for: it knows of a change.
-	PriorityNudge
-	// PriorityRegular is the interval's poll.
-	PriorityRegular
+	// priorityAdmission is a key's first poll: a client waits for it.
+	priorityAdmission priority = iota
+	// priorityNudge is a poll the upstream asked for: it knows of a change.
+	priorityNudge
+	// priorityRegular is the interval's poll.
+	priorityRegular
 	kinds = iota
 )
 
-// Scheduler decides when each key may poll, across all keys: never before
+// scheduler decides when each key may poll, across all keys: never before
 // the key is due, at most MaxRPS poll starts per second spaced evenly (so
 // there is no burst after a restart or at a tick), and at most Concurrency
 // polls in flight. Each start goes to a due poll, chosen in three steps:
@@ -45,7 +45,7 @@ const (
 // waits, a round plus 4(n+1) however many come. First polls at most double
 // anyone's wait. When demand exceeds the budget the polls of a kind queue
 // by due time, so every key's interval stretches alike and none starves.
-type Scheduler struct {
+type scheduler struct {
 	spacing     time.Duration // least time between two starts; 0: unlimited
 	maxInflight int           // 0: unlimited
 	lag         prometheus.Observer
@@ -58,25 +58,25 @@ type Scheduler struct {
 	seq        uint64
 	inflight   int
 	lastStart  time.Time
-	last       Priority // the kind of the last start
-	lastEstab  Priority // the kind of the last nudged or regular start
+	last       priority // the kind of the last start
+	lastEstab  priority // the kind of the last nudged or regular start
 
 	kick chan struct{} // wakes the dispatcher: queue or inflight changed
 	done chan struct{}
 	wg   sync.WaitGroup
 }
 
-// NewScheduler starts a scheduler. maxRPS 0 means no rate limit;
+// newScheduler starts a scheduler. maxRPS 0 means no rate limit;
 // concurrency 0 means no limit on polls in flight. Close stops it.
-func NewScheduler(maxRPS float64, concurrency int, lag prometheus.Observer) *Scheduler {
-	s := &Scheduler{
+func newScheduler(maxRPS float64, concurrency int, lag prometheus.Observer) *scheduler {
+	s := &scheduler{
 		maxInflight: concurrency, lag: lag, identities: map[[32]byte]*identity{},
-		last: PriorityRegular, lastEstab: PriorityRegular,
+		last: priorityRegular, lastEstab: priorityRegular,
 		kick: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	for k := range s.byKind {
 		// Without a cap on slots there is nothing to share by identity.
-		s.byKind[k] = identityHeap{kind: Priority(k), byInflight: concurrency > 0}
+		s.byKind[k] = identityHeap{kind: priority(k), byInflight: concurrency > 0}
 	}
 	if maxRPS > 0 {
 		s.spacing = time.Duration(float64(time.Second) / maxRPS)
@@ -91,7 +91,7 @@ func NewScheduler(maxRPS float64, concurrency int, lag prometheus.Observer) *Sch
 
 // Close stops the dispatcher. Waiting callers get their context's error
 // only when it ends, so close the keys' contexts first.
-func (s *Scheduler) Close() {
+func (s *scheduler) Close() {
 	select {
 	case <-s.done:
 	default:
@@ -102,7 +102,7 @@ func (s *Scheduler) Close() {
 
 type ticket struct {
 	due   time.Time
-	prio  Priority
+	prio  priority
 	id    *identity
 	seq   uint64 // FIFO among equals
 	isDue bool   // in id.due[prio] rather than in pending
@@ -116,14 +116,14 @@ type identity struct {
 	inflight int
 	tickets  int               // waiting, due or not
 	due      [kinds]ticketHeap // due tickets by kind
-	index    [kinds]int        // in Scheduler.byKind; -1 without due tickets of the kind
+	index    [kinds]int        // in scheduler.byKind; -1 without due tickets of the kind
 }
 
 // Wait blocks until the caller may poll, then returns a release func to call
 // when the poll is over. id is the key's identity (stream.Key.Identity). It
 // returns early with woken true and no slot when wake fires (the caller
 // re-plans and waits again), or with ctx's error.
-func (s *Scheduler) Wait(ctx context.Context, id [32]byte, due time.Time, prio Priority, wake <-chan struct{}) (release func(), woken bool, err error) {
+func (s *scheduler) Wait(ctx context.Context, id [32]byte, due time.Time, prio priority, wake <-chan struct{}) (release func(), woken bool, err error) {
 	t := &ticket{due: due, prio: prio, ready: make(chan struct{})}
 	s.mu.Lock()
 	s.seq++
@@ -160,7 +160,7 @@ func (s *Scheduler) Wait(ctx context.Context, id [32]byte, due time.Time, prio P
 }
 
 // withdraw takes t out of the queue, with s.mu held.
-func (s *Scheduler) withdraw(t *ticket) {
+func (s *scheduler) withdraw(t *ticket) {
 	id := t.id
 	if !t.isDue {
 		heap.Remove(&s.pending, t.index)
@@ -173,7 +173,7 @@ func (s *Scheduler) withdraw(t *ticket) {
 	s.forget(id)
 }
 
-func (s *Scheduler) releaser(id *identity) func() {
+func (s *scheduler) releaser(id *identity) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -186,7 +186,7 @@ func (s *Scheduler) releaser(id *identity) func() {
 	}
 }
 
-func (s *Scheduler) poke() {
+func (s *scheduler) poke() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -194,7 +194,7 @@ func (s *Scheduler) poke() {
 }
 
 // dispatch hands out slots, one at a time.
-func (s *Scheduler) dispatch() {
+func (s *scheduler) dispatch() {
 	defer s.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -216,7 +216,7 @@ func (s *Scheduler) dispatch() {
 
 // next dispatches every ticket it can now and returns how long to wait for
 // the next one (0: until poked).
-func (s *Scheduler) next() time.Duration {
+func (s *scheduler) next() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
@@ -248,7 +248,7 @@ func (s *Scheduler) next() time.Duration {
 		id.tickets--
 		s.due--
 		s.last = kind
-		if kind != PriorityAdmission {
+		if kind != priorityAdmission {
 			s.lastEstab = kind
 		}
 		s.inflight++
@@ -259,9 +259,9 @@ func (s *Scheduler) next() time.Duration {
 	}
 }
 
-// pick chooses the kind of the next start (see Scheduler), among the
+// pick chooses the kind of the next start (see scheduler), among the
 // due tickets of the identities with the fewest polls in flight.
-func (s *Scheduler) pick(now time.Time) (Priority, bool) {
+func (s *scheduler) pick(now time.Time) (priority, bool) {
 	fewest := -1
 	for k := range s.byKind {
 		if ids := s.byKind[k].ids; len(ids) > 0 && (fewest < 0 || ids[0].inflight < fewest) {
@@ -273,19 +273,19 @@ func (s *Scheduler) pick(now time.Time) (Priority, bool) {
 		ids := s.byKind[k].ids
 		has[k] = len(ids) > 0 && (ids[0].inflight == fewest || s.maxInflight == 0)
 	}
-	estab := PriorityRegular
-	if has[PriorityNudge] {
-		estab = PriorityNudge
-		if has[PriorityRegular] && s.lastEstab == PriorityNudge {
+	estab := priorityRegular
+	if has[priorityNudge] {
+		estab = priorityNudge
+		if has[priorityRegular] && s.lastEstab == priorityNudge {
 			round := time.Duration(len(s.pending)+s.due) * s.spacing
-			if first := s.byKind[PriorityRegular].ids[0].due[PriorityRegular][0]; now.Sub(first.due) > round {
-				estab = PriorityRegular
+			if first := s.byKind[priorityRegular].ids[0].due[priorityRegular][0]; now.Sub(first.due) > round {
+				estab = priorityRegular
 			}
 		}
 	}
 	switch {
-	case has[PriorityAdmission] && (s.last != PriorityAdmission || !has[estab]):
-		return PriorityAdmission, true
+	case has[priorityAdmission] && (s.last != priorityAdmission || !has[estab]):
+		return priorityAdmission, true
 	case has[estab]:
 		return estab, true
 	}
@@ -294,17 +294,17 @@ func (s *Scheduler) pick(now time.Time) (Priority, bool) {
 
 // setInflight changes id's polls in flight, which orders it among
 // identities in every kind.
-func (s *Scheduler) setInflight(id *identity, delta int) {
+func (s *scheduler) setInflight(id *identity, delta int) {
 	id.inflight += delta
 	for k := range id.due {
-		s.fixKind(id, Priority(k))
+		s.fixKind(id, priority(k))
 	}
 	s.forget(id)
 }
 
 // fixKind puts id where it belongs in byKind[k] after its due tickets of
 // kind k or its polls in flight changed.
-func (s *Scheduler) fixKind(id *identity, k Priority) {
+func (s *scheduler) fixKind(id *identity, k priority) {
 	h := &s.byKind[k]
 	switch {
 	case len(id.due[k]) == 0 && id.index[k] >= 0:
@@ -317,7 +317,7 @@ func (s *Scheduler) fixKind(id *identity, k Priority) {
 }
 
 // forget drops id once it has nothing waiting or in flight.
-func (s *Scheduler) forget(id *identity) {
+func (s *scheduler) forget(id *identity) {
 	if id.tickets == 0 && id.inflight == 0 {
 		delete(s.identities, id.hash)
 	}
@@ -357,7 +357,7 @@ func (a *ticket) before(b *ticket) bool {
 // identityHeap orders the identities with due tickets of one kind by polls
 // in flight, then by their first due ticket of the kind.
 type identityHeap struct {
-	kind       Priority
+	kind       priority
 	byInflight bool
 	ids        []*identity
 }

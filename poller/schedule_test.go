@@ -228,30 +228,38 @@ func TestBusyKeysStretchLess(t *testing.T) {
 	})
 }
 
+// TestConcurrencyCap: Concurrency caps polls in flight, 0 takes the default
+// cap of 64, and NoLimit lifts the cap (70 slow keys all poll at once).
 func TestConcurrencyCap(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		inflight, peak := 0, 0
-		runFleet(t, 20, poller.Options{Interval: time.Second, IntervalMax: time.Second, Concurrency: 3},
-			func(string, *http.Request) *http.Response {
+	for _, tc := range []struct {
+		concurrency, keys, peak int
+	}{{3, 20, 3}, {0, 70, 64}, {poller.NoLimit, 70, 70}} {
+		t.Run(fmt.Sprint(tc.concurrency), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				inflight, peak := 0, 0
+				runFleet(t, tc.keys, poller.Options{Interval: time.Second, IntervalMax: time.Second, Concurrency: tc.concurrency},
+					func(string, *http.Request) *http.Response {
+						mu.Lock()
+						inflight++
+						peak = max(peak, inflight)
+						mu.Unlock()
+						time.Sleep(500 * time.Millisecond) // a slow upstream
+						mu.Lock()
+						inflight--
+						mu.Unlock()
+						return reply(200, `[]`)
+					})
+				time.Sleep(30 * time.Second)
+				synctest.Wait()
 				mu.Lock()
-				inflight++
-				peak = max(peak, inflight)
-				mu.Unlock()
-				time.Sleep(500 * time.Millisecond) // a slow upstream
-				mu.Lock()
-				inflight--
-				mu.Unlock()
-				return reply(200, `[]`)
+				defer mu.Unlock()
+				if peak != tc.peak {
+					t.Errorf("peak of %d polls in flight, want %d", peak, tc.peak)
+				}
 			})
-		time.Sleep(30 * time.Second)
-		synctest.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		if peak != 3 {
-			t.Errorf("peak of %d polls in flight, want the cap of 3", peak)
-		}
-	})
+		})
+	}
 }
 
 // TestNudgesStayWithinBudget: nudging every key at once does not exceed

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ssegate/ssegate/internal/ssetest"
+	"github.com/ssegate/ssegate/nudge"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/proxy"
 	"github.com/ssegate/ssegate/stream"
@@ -55,7 +56,7 @@ func newNudgeRig(t *testing.T) *nudgeRig {
 	keyer := stream.NewKeyer([]string{"Authorization"})
 	u, _ := url.Parse("http://upstream.test")
 	front, err := proxy.New(proxy.Options{Upstream: u, Transport: up, Hub: hub, Keyer: keyer,
-		Nudge: proxy.NewNudgeHandler(hub, keyer, token, nil)})
+		Nudge: nudge.NewHandler(hub, keyer, token, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func (g *nudgeRig) subscribe(t *testing.T, path, auth string) *ssetest.Client {
 }
 
 func (g *nudgeRig) nudge(auth, contentType, body string) (int, string, http.Header) {
-	r := httptest.NewRequest(http.MethodPost, proxy.NudgePath, strings.NewReader(body))
+	r := httptest.NewRequest(http.MethodPost, nudge.Path, strings.NewReader(body))
 	if auth != "" {
 		r.Header.Set("Authorization", auth)
 	}
@@ -98,7 +99,7 @@ func TestNudgeRequiresToken(t *testing.T) {
 		if got := g.up.count("Bearer alice"); got != before {
 			t.Errorf("refused nudges caused %d polls, want 0", got-before)
 		}
-		r := httptest.NewRequest(http.MethodGet, proxy.NudgePath, nil)
+		r := httptest.NewRequest(http.MethodGet, nudge.Path, nil)
 		r.Header.Set("Authorization", "Bearer "+token)
 		w := httptest.NewRecorder()
 		g.front.ServeHTTP(w, r)

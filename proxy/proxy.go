@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ssegate/ssegate/nudge"
 	"github.com/ssegate/ssegate/stream"
 )
 
@@ -42,7 +43,7 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the proxy's metrics. Default: none.
 	Registerer prometheus.Registerer
-	// Nudge, when set, is served at NudgePath on this listener too.
+	// Nudge, when set, is served at nudge.Path on this listener too.
 	Nudge http.Handler
 	// TrustedProxies are the peers whose forwarding headers are kept and
 	// extended, and whose X-Forwarded-For names the client. Default: none.
@@ -138,7 +139,7 @@ func (streamPath) ServeHTTP(w http.ResponseWriter, r *http.Request) { http.NotFo
 
 // ServeHTTP routes r to the hub or to the upstream.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p.nudge != nil && r.URL.Path == NudgePath {
+	if p.nudge != nil && r.URL.Path == nudge.Path {
 		p.nudge.ServeHTTP(w, r)
 		return
 	}

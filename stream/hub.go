@@ -72,7 +72,7 @@ var (
 	ErrTooManyKeys        = errors.New("stream: too many keys")
 )
 
-// Options configure a Hub. Zero fields take the defaults documented here.
+// Options configure a Hub. Zero fields take DefaultOptions.
 type Options struct {
 	// HistorySize is the events kept per key for resume. Default 1000.
 	HistorySize int
@@ -99,22 +99,26 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
+// DefaultOptions are the defaults NewHub gives the zero fields of Options.
+// The caps (MaxConnections, MaxStreamsPerIP, MaxKeys) default to 0: no cap.
+func DefaultOptions() Options {
+	return Options{HistorySize: 1000, HistoryBytes: 256 << 10, ClientBuffer: 256, Linger: 30 * time.Second}
+}
+
 func (o *Options) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
+	d := DefaultOptions()
 	if o.HistorySize <= 0 {
-		o.HistorySize = 1000
+		o.HistorySize = d.HistorySize
 	}
 	if o.HistoryBytes <= 0 {
-		o.HistoryBytes = 256 << 10
+		o.HistoryBytes = d.HistoryBytes
 	}
 	if o.ClientBuffer <= 0 {
-		o.ClientBuffer = 256
+		o.ClientBuffer = d.ClientBuffer
 	}
-	def(&o.Linger, 30*time.Second)
+	if o.Linger <= 0 {
+		o.Linger = d.Linger
+	}
 	if o.Store == nil {
 		size, maxBytes := o.HistorySize, o.HistoryBytes
 		o.Store = func(Target) Store { return NewMemoryStore(size, maxBytes) }
@@ -124,7 +128,7 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Hub owns every key's topic and the source goroutine behind it.
+// Hub owns every key's state and the source goroutine behind it.
 type Hub struct {
 	src     Source
 	opts    Options
@@ -135,7 +139,7 @@ type Hub struct {
 	wg     sync.WaitGroup // source goroutines
 
 	mu     sync.Mutex
-	topics map[Key]*topic
+	keys   map[Key]*keyState
 	conns  int            // admitted streams, counted against MaxConnections
 	perIP  map[string]int // admitted streams by client address
 	closed bool
@@ -151,7 +155,7 @@ func NewHub(src Source, opts Options) *Hub {
 		metrics: newMetrics(opts.Registerer),
 		ctx:     ctx,
 		cancel:  cancel,
-		topics:  make(map[Key]*topic),
+		keys:    make(map[Key]*keyState),
 		perIP:   make(map[string]int),
 	}
 }
@@ -182,7 +186,7 @@ func (h *Hub) release(ip string) {
 	}
 }
 
-// subscribe adds a subscriber to the key's topic, creating the topic and
+// subscribe adds a subscriber to the key, creating its state and
 // starting its source when it is the first. lastEventID is the client's
 // resume point as sent.
 func (h *Hub) subscribe(t Target, lastEventID string) (*Subscription, error) {
@@ -192,49 +196,49 @@ func (h *Hub) subscribe(t Target, lastEventID string) (*Subscription, error) {
 			h.mu.Unlock()
 			return nil, ErrClosed
 		}
-		tp := h.topics[t.Key]
-		if tp == nil {
-			if h.opts.MaxKeys > 0 && len(h.topics) >= h.opts.MaxKeys {
+		ks := h.keys[t.Key]
+		if ks == nil {
+			if h.opts.MaxKeys > 0 && len(h.keys) >= h.opts.MaxKeys {
 				h.mu.Unlock()
 				return nil, ErrTooManyKeys
 			}
-			tp = h.startTopic(t)
+			ks = h.startKey(t)
 		}
 		h.mu.Unlock()
-		if sub := tp.join(lastEventID); sub != nil {
+		if sub := ks.join(lastEventID); sub != nil {
 			return sub, nil
 		}
-		// The topic expired between the lookup and the join: look again.
+		// The key expired between the lookup and the join: look again.
 	}
 }
 
-// startTopic must be called with h.mu held.
-func (h *Hub) startTopic(t Target) *topic {
+// startKey must be called with h.mu held.
+func (h *Hub) startKey(t Target) *keyState {
 	ctx, cancel := context.WithCancel(h.ctx)
-	tp := newTopic(h, t, cancel)
-	h.topics[t.Key] = tp
+	ks := newTopic(h, t, cancel)
+	h.keys[t.Key] = ks
 	h.metrics.keys(1)
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		h.src.Run(ctx, t, tp)
+		h.src.Run(ctx, t, ks)
 	}()
-	return tp
+	return ks
 }
 
-// remove takes tp out of the map if it is still there; it must be called
-// with h.mu and tp.mu held.
-func (h *Hub) remove(tp *topic) {
-	if tp.removed {
+// remove takes ks out of the map if it is still there; it must be called
+// with h.mu and ks.mu held.
+func (h *Hub) remove(ks *keyState) {
+	if ks.removed {
 		return
 	}
-	tp.removed = true
-	tp.cancel()
-	if tp.linger != nil {
-		tp.linger.Stop()
+	ks.removed = true
+	ks.cancel()
+	if ks.linger != nil {
+		ks.linger.Stop()
 	}
-	if h.topics[tp.target.Key] == tp {
-		delete(h.topics, tp.target.Key)
+	if h.keys[ks.target.Key] == ks {
+		delete(h.keys, ks.target.Key)
 	}
 	h.metrics.keys(-1)
 }
@@ -246,15 +250,15 @@ func (h *Hub) remove(tp *topic) {
 // counted; its signal goes nowhere.
 func (h *Hub) Nudge(match func(Target) bool) int {
 	h.mu.Lock()
-	topics := make([]*topic, 0, len(h.topics))
-	for _, tp := range h.topics {
-		topics = append(topics, tp)
+	keys := make([]*keyState, 0, len(h.keys))
+	for _, ks := range h.keys {
+		keys = append(keys, ks)
 	}
 	h.mu.Unlock()
 	n := 0
-	for _, tp := range topics {
-		if match(tp.target) {
-			tp.signal(SignalNudge)
+	for _, ks := range keys {
+		if match(ks.target) {
+			ks.signal(SignalNudge)
 			n++
 		}
 	}
@@ -270,14 +274,14 @@ func (h *Hub) Close() {
 		return
 	}
 	h.closed = true
-	for _, tp := range h.topics {
-		tp.mu.Lock()
-		h.remove(tp)
-		for sub := range tp.subs {
-			tp.end(sub, reasonShutdown)
+	for _, ks := range h.keys {
+		ks.mu.Lock()
+		h.remove(ks)
+		for sub := range ks.subs {
+			ks.end(sub, reasonShutdown)
 		}
-		tp.closeReady()
-		tp.mu.Unlock()
+		ks.closeReady()
+		ks.mu.Unlock()
 	}
 	h.mu.Unlock()
 	h.cancel()

@@ -5,14 +5,14 @@ package stream
 // closes to end it. The HTTP answer is the caller's: the hub hands out
 // encoded events and never sees a request or a response.
 type Subscription struct {
-	topic   *topic
-	ip      string
-	backlog []*Event    // delivered first: resumed events or the snapshot
-	queue   chan *Event // live events; full means the client is too slow
-	done    chan struct{}
-	reason  string  // why done was closed; set before closing
-	denial  *Denial // set before done is closed on a denial
-	started bool    // Start was called: counted as an open stream
+	keyState *keyState
+	ip       string
+	backlog  []*Event    // delivered first: resumed events or the snapshot
+	queue    chan *Event // live events; full means the client is too slow
+	done     chan struct{}
+	reason   string  // why done was closed; set before closing
+	denial   *Denial // set before done is closed on a denial
+	started  bool    // Start was called: counted as an open stream
 }
 
 // Subscribe admits a client of t from the address clientIP, resuming after
@@ -38,7 +38,7 @@ func (h *Hub) Subscribe(t Target, lastEventID, clientIP string) (*Subscription, 
 
 // Ready is closed once the key's first poll has an outcome: a body, a
 // failure that may pass, or a denial.
-func (s *Subscription) Ready() <-chan struct{} { return s.topic.ready }
+func (s *Subscription) Ready() <-chan struct{} { return s.keyState.ready }
 
 // Done is closed when the hub ends the subscription: the client was too
 // slow, the key was denied, or the hub closes.
@@ -60,8 +60,8 @@ func (s *Subscription) Denial() *Denial {
 func (s *Subscription) Start() []*Event {
 	if !s.started {
 		s.started = true
-		s.topic.hub.metrics.connsActive.Inc()
-		s.topic.hub.metrics.connsTotal.Inc()
+		s.keyState.hub.metrics.connsActive.Inc()
+		s.keyState.hub.metrics.connsTotal.Inc()
 	}
 	b := s.backlog
 	s.backlog = nil
@@ -73,15 +73,15 @@ func (s *Subscription) Start() []*Event {
 func (s *Subscription) Events() <-chan *Event { return s.queue }
 
 // Delivered counts n events written to the client.
-func (s *Subscription) Delivered(n int) { s.topic.hub.metrics.delivered.Add(float64(n)) }
+func (s *Subscription) Delivered(n int) { s.keyState.hub.metrics.delivered.Add(float64(n)) }
 
 // Close leaves the key (the last one out starts its linger) and releases
 // the client's place under the limits.
 func (s *Subscription) Close() {
-	h := s.topic.hub
+	h := s.keyState.hub
 	if s.started {
 		h.metrics.connsActive.Dec()
 	}
-	s.topic.leave(s)
+	s.keyState.leave(s)
 	h.release(s.ip)
 }

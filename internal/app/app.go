@@ -24,6 +24,7 @@ import (
 
 	"github.com/ssegate/ssegate/certs"
 	"github.com/ssegate/ssegate/config"
+	"github.com/ssegate/ssegate/nudge"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/proxy"
 	"github.com/ssegate/ssegate/stream"
@@ -68,70 +69,228 @@ func Version() string {
 // cfg.ShutdownTimeout and returns nil. Configuration and start-up problems
 // (bad key, port in use) are returned as one-line errors.
 func Run(ctx context.Context, cfg config.Config, opts Options) error {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	g, err := build(cfg, opts)
+	if err != nil {
+		return err
 	}
-	upstream := opts.Upstream
-	if upstream == nil {
+	err = g.serve(ctx, opts.OnReady)
+	g.close()
+	return err
+}
+
+// gateway owns every component of a built gateway until close.
+type gateway struct {
+	cfg      config.Config
+	log      *slog.Logger
+	upstream *url.URL
+	reg      *prometheus.Registry
+
+	ln, adminLn net.Listener // adminLn nil when disabled
+	transport   *http.Transport
+	src         *poller.Poller
+	hub         *stream.Hub
+	srv         *http.Server
+	admin       *http.Server // nil when disabled
+	tls         bool
+	ready       atomic.Bool
+}
+
+// build constructs and wires every component and opens the listeners, but
+// serves nothing yet. On error it releases what it opened.
+func build(cfg config.Config, opts Options) (_ *gateway, err error) {
+	g := &gateway{cfg: cfg, log: opts.Logger, upstream: opts.Upstream}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	log := g.log
+	if g.upstream == nil {
 		u, err := cfg.Upstream()
 		if err != nil {
-			return fmt.Errorf("%sUPSTREAM_URL: %w", config.Prefix, err)
+			return nil, fmt.Errorf("%sUPSTREAM_URL: %w", config.Prefix, err)
 		}
-		upstream = u
+		g.upstream = u
 	}
 	trusted, err := cfg.TrustedProxyPrefixes()
 	if err != nil {
-		return fmt.Errorf("%sTRUSTED_PROXIES: %w", config.Prefix, err)
+		return nil, fmt.Errorf("%sTRUSTED_PROXIES: %w", config.Prefix, err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
+	g.reg = prometheus.NewRegistry()
+	g.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{
+	promauto.With(g.reg).NewGaugeVec(prometheus.GaugeOpts{
 		Name: "ssegate_build_info",
 		Help: "Always 1; labels tell the build.",
 	}, []string{"version", "goversion"}).WithLabelValues(Version(), runtime.Version()).Set(1)
 
 	tlsConf, err := tlsConfig(cfg, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	g.tls = tlsConf != nil
 
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("%sLISTEN_ADDR: %w", config.Prefix, err)
-	}
-	defer ln.Close()
-	var adminLn net.Listener
-	if cfg.MetricsAddr != "" {
-		adminLn, err = net.Listen("tcp", cfg.MetricsAddr)
+	defer func() {
 		if err != nil {
-			return fmt.Errorf("%sMETRICS_ADDR: %w", config.Prefix, err)
+			g.close()
 		}
-		defer adminLn.Close()
+	}()
+	if g.ln, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+		return nil, fmt.Errorf("%sLISTEN_ADDR: %w", config.Prefix, err)
+	}
+	if cfg.MetricsAddr != "" {
+		if g.adminLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("%sMETRICS_ADDR: %w", config.Prefix, err)
+		}
 	}
 
-	transport := NewTransport()
-	defer transport.CloseIdleConnections()
-	src := poller.New(poller.Options{
-		Client:         &http.Client{Transport: transport},
+	g.transport = NewTransport()
+	po := pollerOptions(cfg)
+	po.Client = &http.Client{Transport: g.transport}
+	po.Logger = log.With("component", "poller")
+	po.Registerer = g.reg
+	g.src = poller.New(po)
+	ho := hubOptions(cfg)
+	ho.Logger = log.With("component", "stream")
+	ho.Registerer = g.reg
+	g.hub = stream.NewHub(g.src, ho)
+	keyer := stream.NewKeyerWith(stream.KeyerOptions{IdentityHeaders: cfg.IdentityHeaders, KeyByClientIP: cfg.KeyByClientIP})
+	var nudger http.Handler
+	if cfg.NudgeToken != "" {
+		nudger = nudge.NewHandler(g.hub, keyer, cfg.NudgeToken, log.With("component", "nudge"))
+	}
+	front, err := proxy.New(proxy.Options{
+		Upstream:       g.upstream,
+		Transport:      g.transport,
+		Hub:            g.hub,
+		Keyer:          keyer,
+		Stream:         streamOptions(cfg),
+		Nudge:          nudger,
+		StreamPaths:    cfg.StreamPaths,
+		TrustedProxies: trusted,
+		PassWebSockets: cfg.PassWebSockets,
+		CORSOrigins:    cfg.CORSOrigins,
+		Logger:         log.With("component", "proxy"),
+		Registerer:     g.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.srv = proxy.NewServer(front, proxy.ServerOptions{TLS: tlsConf, H2C: cfg.H2C, Logger: log})
+	if g.adminLn != nil {
+		g.admin = &http.Server{Handler: adminHandler(g.reg, &g.ready, nudger, cfg.Pprof), ReadHeaderTimeout: 10 * time.Second}
+	}
+	return g, nil
+}
+
+// serve serves until ctx is done or a listener fails; close drains.
+func (g *gateway) serve(ctx context.Context, onReady func(Listening)) error {
+	serveErr := make(chan error, 2)
+	go func() {
+		if g.tls {
+			serveErr <- g.srv.ServeTLS(g.ln, "", "")
+		} else {
+			serveErr <- g.srv.Serve(g.ln)
+		}
+	}()
+	if g.admin != nil {
+		go func() { serveErr <- g.admin.Serve(g.adminLn) }()
+	}
+	g.ready.Store(true)
+
+	l := Listening{Main: g.ln.Addr(), Scheme: "https"}
+	if !g.tls {
+		l.Scheme = "http"
+	}
+	if g.adminLn != nil {
+		l.Metrics = g.adminLn.Addr()
+	}
+	logContract(g.log, g.cfg)
+	g.log.Info("ssegate listening", "addr", l.Main.String(), "scheme", l.Scheme, "upstream", g.upstream.Redacted(),
+		"metrics", g.cfg.MetricsAddr, "version", Version())
+	if onReady != nil {
+		onReady(l)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		g.log.Info("shutting down", "timeout", g.cfg.ShutdownTimeout.String())
+	case err := <-serveErr:
+		runErr = fmt.Errorf("serve: %w", err)
+	}
+	g.ready.Store(false) // balancers stop sending before the listener goes
+	return runErr
+}
+
+// close shuts the gateway down in this order, whether serve ran or build
+// stopped half-way:
+//  1. the main server stops accepting and the hub ends every event stream
+//     at once: streams never go idle, so Shutdown alone would wait for
+//     ever; ordinary requests get cfg.ShutdownTimeout, then are cut;
+//  2. the admin server, whose scrapes in flight are not worth waiting for;
+//  3. the poller's scheduler: the hub has cancelled every key's source, so
+//     nothing waits on it any more;
+//  4. the upstream transport's idle connections, which no poll uses now;
+//  5. the listeners, for a build that failed before its servers existed
+//     (Shutdown and Close have closed them otherwise).
+func (g *gateway) close() {
+	if g.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() { done <- g.srv.Shutdown(ctx) }()
+		g.hub.Close()
+		if err := <-done; err != nil {
+			g.log.Warn("drain timed out; closing remaining connections", "err", err)
+			_ = g.srv.Close() // we are exiting; nothing more to do with its error
+		}
+	} else if g.hub != nil {
+		g.hub.Close()
+	}
+	if g.admin != nil {
+		_ = g.admin.Close()
+	}
+	if g.src != nil {
+		g.src.Close()
+	}
+	if g.transport != nil {
+		g.transport.CloseIdleConnections()
+	}
+	for _, ln := range []net.Listener{g.adminLn, g.ln} {
+		if ln != nil {
+			_ = ln.Close() // closed already after a Shutdown
+		}
+	}
+	if g.srv != nil {
+		g.log.Info("stopped")
+	}
+}
+
+// pollerOptions, hubOptions and streamOptions map the configuration into
+// the packages' options; a test checks that the configuration's defaults map
+// to the packages' own.
+func pollerOptions(cfg config.Config) poller.Options {
+	concurrency := cfg.UpstreamConcurrency
+	if concurrency == 0 {
+		concurrency = poller.NoLimit // 0 is "no cap" to an operator, "default" to poller
+	}
+	return poller.Options{
 		Interval:       cfg.PollInterval,
 		IntervalMax:    cfg.PollIntervalMax,
 		LegacyInterval: cfg.LegacyInterval,
 		MaxRPS:         cfg.UpstreamMaxRPS,
-		Concurrency:    cfg.UpstreamConcurrency,
+		Concurrency:    concurrency,
 		Timeout:        cfg.PollTimeout,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		MaxBackoff:     cfg.MaxBackoff,
 		Diff:           poller.DiffOptions{Mode: poller.DiffMode(cfg.DiffMode), ItemsPointer: cfg.ItemsPointer, IDField: cfg.ItemIDField},
-		Logger:         log.With("component", "poller"),
-		Registerer:     reg,
-	})
-	defer src.Close() // after hub.Close (deferred below) has stopped the keys
-	hub := stream.NewHub(src, stream.Options{
+	}
+}
+
+func hubOptions(cfg config.Config) stream.Options {
+	return stream.Options{
 		HistorySize:     cfg.HistorySize,
 		HistoryBytes:    cfg.HistoryBytes,
 		ClientBuffer:    cfg.ClientBuffer,
@@ -139,76 +298,11 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		MaxConnections:  cfg.MaxConnections,
 		MaxStreamsPerIP: cfg.MaxStreamsPerIP,
 		MaxKeys:         cfg.MaxKeys,
-		Logger:          log.With("component", "stream"),
-		Registerer:      reg,
-	})
-	defer hub.Close()
-	keyer := stream.NewKeyerWith(stream.KeyerOptions{IdentityHeaders: cfg.IdentityHeaders, KeyByClientIP: cfg.KeyByClientIP})
-	var nudge http.Handler
-	if cfg.NudgeToken != "" {
-		nudge = proxy.NewNudgeHandler(hub, keyer, cfg.NudgeToken, log.With("component", "nudge"))
 	}
-	front, err := proxy.New(proxy.Options{
-		Upstream:       upstream,
-		Transport:      transport,
-		Hub:            hub,
-		Keyer:          keyer,
-		Stream:         proxy.StreamOptions{Retry: cfg.Retry, Heartbeat: cfg.HeartbeatInterval, MaxDuration: cfg.StreamMaxDuration},
-		Nudge:          nudge,
-		StreamPaths:    cfg.StreamPaths,
-		TrustedProxies: trusted,
-		PassWebSockets: cfg.PassWebSockets,
-		CORSOrigins:    cfg.CORSOrigins,
-		Logger:         log.With("component", "proxy"),
-		Registerer:     reg,
-	})
-	if err != nil {
-		return err
-	}
+}
 
-	srv := proxy.NewServer(front, proxy.ServerOptions{TLS: tlsConf, H2C: cfg.H2C, Logger: log})
-	serveErr := make(chan error, 2)
-	go func() {
-		if tlsConf != nil {
-			serveErr <- srv.ServeTLS(ln, "", "")
-		} else {
-			serveErr <- srv.Serve(ln)
-		}
-	}()
-
-	var ready atomic.Bool
-	var admin *http.Server
-	if adminLn != nil {
-		admin = &http.Server{Handler: adminHandler(reg, &ready, nudge, cfg.Pprof), ReadHeaderTimeout: 10 * time.Second}
-		go func() { serveErr <- admin.Serve(adminLn) }()
-	}
-	ready.Store(true)
-
-	scheme := "https"
-	if tlsConf == nil {
-		scheme = "http"
-	}
-	l := Listening{Main: ln.Addr(), Scheme: scheme}
-	if adminLn != nil {
-		l.Metrics = adminLn.Addr()
-	}
-	logContract(log, cfg)
-	log.Info("ssegate listening", "addr", l.Main.String(), "scheme", scheme, "upstream", upstream.Redacted(),
-		"metrics", cfg.MetricsAddr, "version", Version())
-	if opts.OnReady != nil {
-		opts.OnReady(l)
-	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	case err := <-serveErr:
-		runErr = fmt.Errorf("serve: %w", err)
-	}
-	ready.Store(false)
-	drain(srv, admin, hub, cfg.ShutdownTimeout, log)
-	return runErr
+func streamOptions(cfg config.Config) proxy.StreamOptions {
+	return proxy.StreamOptions{Retry: cfg.Retry, Heartbeat: cfg.HeartbeatInterval, MaxDuration: cfg.StreamMaxDuration}
 }
 
 // logContract states the load contract once, in numbers an operator can
@@ -224,25 +318,6 @@ func logContract(log *slog.Logger, cfg config.Config) {
 		"nudged polls come on top, at least %s apart per key", cfg.LegacyInterval, poller.BurstPolls, cfg.PollInterval),
 		"legacy_interval", cfg.LegacyInterval.String(), "burst_polls", poller.BurstPolls,
 		"poll_interval", cfg.PollInterval.String(), "upstream_max_rps", cfg.UpstreamMaxRPS)
-}
-
-// drain stops accepting, ends every event stream (they never go idle, so
-// Shutdown alone would wait for ever), lets ordinary requests finish within
-// timeout, and then closes whatever is left.
-func drain(srv, admin *http.Server, hub *stream.Hub, timeout time.Duration, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- srv.Shutdown(ctx) }()
-	hub.Close()
-	if err := <-done; err != nil {
-		log.Warn("drain timed out; closing remaining connections", "err", err)
-		_ = srv.Close() // we are exiting; nothing more to do with its error
-	}
-	if admin != nil {
-		_ = admin.Close() // scrapes in flight are not worth waiting for
-	}
-	log.Info("stopped")
 }
 
 func tlsConfig(cfg config.Config, log *slog.Logger) (*tls.Config, error) {
@@ -284,7 +359,7 @@ func NewTransport() *http.Transport {
 	}
 }
 
-func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, nudge http.Handler, profiles bool) http.Handler {
+func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, nudger http.Handler, profiles bool) http.Handler {
 	mux := http.NewServeMux()
 	if profiles {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -293,10 +368,10 @@ func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, nudge http.Handl
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	if nudge != nil {
-		mux.Handle(proxy.NudgePath, nudge)
+	if nudger != nil {
+		mux.Handle(nudge.Path, nudger)
 	} else {
-		mux.HandleFunc(proxy.NudgePath, func(w http.ResponseWriter, _ *http.Request) {
+		mux.HandleFunc(nudge.Path, func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "ssegate: nudges are disabled; set SSEGATE_NUDGE_TOKEN", http.StatusNotFound)
 		})
 	}

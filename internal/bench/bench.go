@@ -20,7 +20,7 @@ import (
 
 	"github.com/ssegate/ssegate/internal/legacyapi"
 	"github.com/ssegate/ssegate/internal/sse"
-	"github.com/ssegate/ssegate/proxy"
+	"github.com/ssegate/ssegate/nudge"
 )
 
 // Options describe one run.
@@ -505,7 +505,7 @@ func Nudger(url, token string) func(ctx context.Context, users []string) error {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: insecureTransport()}
 	return func(ctx context.Context, users []string) error {
 		for _, u := range users {
-			if err := proxy.SendNudge(ctx, client, url, token, proxy.Nudge{Path: legacyapi.Path, Identity: "Bearer " + u}); err != nil {
+			if err := nudge.Send(ctx, client, url, token, nudge.Message{Path: legacyapi.Path, Identity: "Bearer " + u}); err != nil {
 				return err
 			}
 		}

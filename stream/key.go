@@ -12,7 +12,7 @@ const (
 	statePending topicState = iota // first poll not answered yet
 	stateWaiting                   // first poll failed; clients wait for a body
 	stateLive                      // a body is known
-	stateDenied                    // upstream refused; the topic is gone
+	stateDenied                    // upstream refused; the key is gone
 )
 
 // Reasons a subscriber is ended by the hub, as metric labels.
@@ -22,8 +22,8 @@ const (
 	reasonShutdown = "shutdown"
 )
 
-// topic is one key's state and subscribers.
-type topic struct {
+// keyState is one key's state and subscribers.
+type keyState struct {
 	hub    *Hub
 	target Target
 	cancel context.CancelFunc
@@ -41,10 +41,10 @@ type topic struct {
 	sigCh   chan struct{} // holds one token while signals is not empty
 }
 
-var _ Publisher = (*topic)(nil)
+var _ Publisher = (*keyState)(nil)
 
-func newTopic(h *Hub, t Target, cancel context.CancelFunc) *topic {
-	return &topic{
+func newTopic(h *Hub, t Target, cancel context.CancelFunc) *keyState {
+	return &keyState{
 		hub:    h,
 		target: t,
 		cancel: cancel,
@@ -55,14 +55,14 @@ func newTopic(h *Hub, t Target, cancel context.CancelFunc) *topic {
 	}
 }
 
-func (t *topic) signal(s Signal) {
+func (t *keyState) signal(s Signal) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.raiseLocked(s)
 }
 
 // raiseLocked records s and wakes the source; t.mu must be held.
-func (t *topic) raiseLocked(s Signal) {
+func (t *keyState) raiseLocked(s Signal) {
 	t.signals |= s
 	select {
 	case t.sigCh <- struct{}{}:
@@ -71,10 +71,10 @@ func (t *topic) raiseLocked(s Signal) {
 }
 
 // Signals implements Publisher.
-func (t *topic) Signals() <-chan struct{} { return t.sigCh }
+func (t *keyState) Signals() <-chan struct{} { return t.sigCh }
 
 // TakeSignals implements Publisher.
-func (t *topic) TakeSignals() Signal {
+func (t *keyState) TakeSignals() Signal {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := t.signals
@@ -82,7 +82,7 @@ func (t *topic) TakeSignals() Signal {
 	return s
 }
 
-func (t *topic) closeReady() {
+func (t *keyState) closeReady() {
 	select {
 	case <-t.ready:
 	default:
@@ -91,9 +91,9 @@ func (t *topic) closeReady() {
 }
 
 // join adds a subscriber resuming after the wire ID last ("": none; an ID
-// of another epoch gets a snapshot). It returns nil when the topic was
+// of another epoch gets a snapshot). It returns nil when the key was
 // removed meanwhile.
-func (t *topic) join(lastEventID string) *Subscription {
+func (t *keyState) join(lastEventID string) *Subscription {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.removed {
@@ -104,9 +104,9 @@ func (t *topic) join(lastEventID string) *Subscription {
 		t.linger = nil
 	}
 	sub := &Subscription{
-		topic: t,
-		queue: make(chan *Event, t.hub.opts.ClientBuffer),
-		done:  make(chan struct{}),
+		keyState: t,
+		queue:    make(chan *Event, t.hub.opts.ClientBuffer),
+		done:     make(chan struct{}),
 	}
 	if t.state == stateLive {
 		evs, ok, err := t.store.Since(lastEventID)
@@ -127,7 +127,7 @@ func (t *topic) join(lastEventID string) *Subscription {
 }
 
 // leave removes sub; the last one out starts the linger timer.
-func (t *topic) leave(sub *Subscription) {
+func (t *keyState) leave(sub *Subscription) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.subs[sub]; ok {
@@ -143,7 +143,7 @@ func (t *topic) leave(sub *Subscription) {
 	t.linger = time.AfterFunc(t.hub.opts.Linger, t.expire)
 }
 
-func (t *topic) expire() {
+func (t *keyState) expire() {
 	h := t.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -155,7 +155,7 @@ func (t *topic) expire() {
 }
 
 // end closes sub's stream for reason; t.mu must be held.
-func (t *topic) end(sub *Subscription, reason string) {
+func (t *keyState) end(sub *Subscription, reason string) {
 	if _, ok := t.subs[sub]; !ok {
 		return
 	}
@@ -168,7 +168,7 @@ func (t *topic) end(sub *Subscription, reason string) {
 
 // snapshotLocked returns the snapshot event for the current state, encoding
 // it once per state however many clients join.
-func (t *topic) snapshotLocked() *Event {
+func (t *keyState) snapshotLocked() *Event {
 	if t.snap == nil {
 		ep, last, body, _ := t.store.Current()
 		t.snap = NewEvent(ep, last, KindSnapshot, body)
@@ -177,7 +177,7 @@ func (t *topic) snapshotLocked() *Event {
 }
 
 // Publish implements Publisher.
-func (t *topic) Publish(body []byte, changes []Change) {
+func (t *keyState) Publish(body []byte, changes []Change) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.removed {
@@ -226,7 +226,7 @@ func (t *topic) Publish(body []byte, changes []Change) {
 // flood reports whether changes are more than a subscriber's queue holds, or
 // more than the history keeps (by count or by bytes, roughly: the encoding
 // adds a few bytes per line).
-func (t *topic) flood(changes []Change) bool {
+func (t *keyState) flood(changes []Change) bool {
 	o := &t.hub.opts
 	if len(changes) <= 1 {
 		return false
@@ -246,7 +246,7 @@ func (t *topic) flood(changes []Change) bool {
 
 // fanout queues e for every subscriber, evicting those whose queue is full:
 // a slow client must never hold up the others or grow memory.
-func (t *topic) fanout(e *Event) {
+func (t *keyState) fanout(e *Event) {
 	for sub := range t.subs {
 		select {
 		case sub.queue <- e:
@@ -257,7 +257,7 @@ func (t *topic) fanout(e *Event) {
 }
 
 // Unavailable implements Publisher.
-func (t *topic) Unavailable() {
+func (t *keyState) Unavailable() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state == statePending {
@@ -267,7 +267,7 @@ func (t *topic) Unavailable() {
 }
 
 // Deny implements Publisher.
-func (t *topic) Deny(d Denial) {
+func (t *keyState) Deny(d Denial) {
 	h := t.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -283,7 +283,7 @@ func (t *topic) Deny(d Denial) {
 }
 
 // Subscribers implements Publisher.
-func (t *topic) Subscribers() int {
+func (t *keyState) Subscribers() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.subs)

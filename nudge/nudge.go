@@ -1,4 +1,7 @@
-package proxy
+// Package nudge is the nudge endpoint, by which a backend tells the gateway
+// that something changed so that matching keys are polled at once, and the
+// client a backend (or a tool) sends nudges with.
+package nudge
 
 import (
 	"bytes"
@@ -16,14 +19,14 @@ import (
 	"github.com/ssegate/ssegate/stream"
 )
 
-// NudgePath is where a backend tells the gateway that something changed.
-const NudgePath = "/.well-known/ssegate/nudge"
+// Path is where a backend tells the gateway that something changed.
+const Path = "/.well-known/ssegate/nudge"
 
-// maxNudgeBody bounds a nudge request's body.
-const maxNudgeBody = 64 << 10
+// maxBody bounds a nudge request's body.
+const maxBody = 64 << 10
 
-// Nudge is the body of a nudge: JSON, or the same names as form values.
-type Nudge struct {
+// Message is the body of a nudge: JSON, or the same names as form values.
+type Message struct {
 	// Path is an http.ServeMux pattern matched against the paths clients
 	// stream, e.g. "/api/notifications" or "/feeds/". Required.
 	Path string `json:"path"`
@@ -32,27 +35,27 @@ type Nudge struct {
 	Identity string `json:"identity,omitempty"`
 }
 
-// NudgeHandler triggers an immediate poll of every key that matches a
+// Handler triggers an immediate poll of every key that matches a
 // nudge; the polls still wait for the upstream budget. It requires
 // "Authorization: Bearer <token>" (the scheme in any case).
-type NudgeHandler struct {
+type Handler struct {
 	hub   *stream.Hub
 	keyer *stream.Keyer
 	token []byte
 	log   *slog.Logger
 }
 
-var _ http.Handler = (*NudgeHandler)(nil)
+var _ http.Handler = (*Handler)(nil)
 
-// NewNudgeHandler returns the nudge endpoint; token must not be empty.
-func NewNudgeHandler(hub *stream.Hub, keyer *stream.Keyer, token string, log *slog.Logger) *NudgeHandler {
+// NewHandler returns the nudge endpoint; token must not be empty.
+func NewHandler(hub *stream.Hub, keyer *stream.Keyer, token string, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &NudgeHandler{hub: hub, keyer: keyer, token: []byte(token), log: log}
+	return &Handler{hub: hub, keyer: keyer, token: []byte(token), log: log}
 }
 
-func (n *NudgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (n *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "ssegate: nudge: use POST", http.StatusMethodNotAllowed)
@@ -76,8 +79,8 @@ func (n *NudgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `ssegate: nudge: no path; send a JSON body such as {"path":"/api/"}`, http.StatusBadRequest)
 		return
 	}
-	mux := http.NewServeMux()
-	if err := register(mux, nd.Path); err != nil {
+	mux, err := patternMux(nd.Path)
+	if err != nil {
 		http.Error(w, fmt.Sprintf("ssegate: nudge: path must be an http.ServeMux pattern, got %q", nd.Path), http.StatusBadRequest)
 		return
 	}
@@ -94,11 +97,23 @@ func (n *NudgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = fmt.Fprintf(w, "{\"keys\":%d}\n", matched) // the nudge took effect either way
 }
 
+// patternMux returns a mux that matches the one pattern.
+func patternMux(pattern string) (mux *http.ServeMux, err error) {
+	defer func() {
+		if r := recover(); r != nil { // ServeMux panics on a bad pattern
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	mux = http.NewServeMux()
+	mux.Handle(pattern, http.NotFoundHandler()) // only matched, never served
+	return mux, nil
+}
+
 // readNudge takes a JSON body whatever its Content-Type (curl -d labels
 // everything application/x-www-form-urlencoded), else form values.
-func readNudge(r *http.Request) (Nudge, error) {
-	var nd Nudge
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxNudgeBody))
+func readNudge(r *http.Request) (Message, error) {
+	var nd Message
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
 	if err != nil {
 		return nd, fmt.Errorf("body: %w", err)
 	}
@@ -113,13 +128,13 @@ func readNudge(r *http.Request) (Nudge, error) {
 	if err := r.ParseForm(); err != nil {
 		return nd, err
 	}
-	return Nudge{Path: r.Form.Get("path"), Identity: r.Form.Get("identity")}, nil
+	return Message{Path: r.Form.Get("path"), Identity: r.Form.Get("identity")}, nil
 }
 
-// SendNudge posts n to the nudge endpoint at url with the bearer token, as
+// Send posts m to the nudge endpoint at url with the bearer token, as
 // a backend does after it writes; it succeeds on 202 Accepted.
-func SendNudge(ctx context.Context, c *http.Client, url, token string, n Nudge) error {
-	body, err := json.Marshal(n)
+func Send(ctx context.Context, c *http.Client, url, token string, m Message) error {
+	body, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
