@@ -90,7 +90,7 @@ func startGateway(t *testing.T) *gateway {
 
 // sub is one EventSource-like client reading its stream in the background.
 type sub struct {
-	events chan sse.Event
+	events <-chan sse.Event
 }
 
 func (g *gateway) request(t *testing.T, user string, stream bool) *http.Response {
@@ -120,18 +120,7 @@ func (g *gateway) subscribe(t *testing.T, user string) *sub {
 	t.Cleanup(func() { resp.Body.Close() })
 	// Large enough for every event the load makes, so the reader never
 	// blocks and the gateway never sees a slow client.
-	s := &sub{events: make(chan sse.Event, 4096)}
-	go func() {
-		defer close(s.events)
-		r := sse.NewReader(resp.Body)
-		for {
-			ev, err := r.Next()
-			if err != nil {
-				return
-			}
-			s.events <- ev
-		}
-	}()
+	s := &sub{events: sse.Follow(resp.Body, 4096)}
 	return s
 }
 

@@ -86,7 +86,7 @@ func (g *gateway) client(t *testing.T) *http.Client {
 
 // sub is one EventSource-like client reading events in the background.
 type sub struct {
-	events chan sse.Event
+	events <-chan sse.Event
 	resp   *http.Response
 	client *http.Client
 }
@@ -121,18 +121,7 @@ func subscribe(t *testing.T, c *http.Client, url, auth, lastID string) *sub {
 	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
 		t.Fatalf("subscribe: got %d over %s, want 200 over HTTP/2", resp.StatusCode, resp.Proto)
 	}
-	s := &sub{events: make(chan sse.Event, 100), resp: resp}
-	go func() {
-		defer close(s.events)
-		r := sse.NewReader(resp.Body)
-		for {
-			ev, err := r.Next()
-			if err != nil {
-				return
-			}
-			s.events <- ev
-		}
-	}()
+	s := &sub{events: sse.Follow(resp.Body, 100), resp: resp}
 	t.Cleanup(func() { resp.Body.Close() })
 	return s
 }

@@ -89,18 +89,7 @@ func openStream(t *testing.T, c *http.Client, req *http.Request) *sub {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("stream %s: got %d, want 200", req.URL, resp.StatusCode)
 	}
-	s := &sub{events: make(chan sse.Event, 100), resp: resp}
-	go func() {
-		defer close(s.events)
-		r := sse.NewReader(resp.Body)
-		for {
-			ev, err := r.Next()
-			if err != nil {
-				return
-			}
-			s.events <- ev
-		}
-	}()
+	s := &sub{events: sse.Follow(resp.Body, 100), resp: resp}
 	return s
 }
 

@@ -112,3 +112,22 @@ func (p *Reader) readLine() (string, error) {
 		buf.WriteByte(b)
 	}
 }
+
+// Follow reads the events of r in a goroutine into a channel of the given
+// buffer, closed when the stream ends or fails: how a test watches a stream
+// while it does other things. The caller closes r to stop it.
+func Follow(r io.Reader, buffer int) <-chan Event {
+	events := make(chan Event, buffer)
+	go func() {
+		defer close(events)
+		p := NewReader(r)
+		for {
+			ev, err := p.Next()
+			if err != nil {
+				return
+			}
+			events <- ev
+		}
+	}()
+	return events
+}
