@@ -208,6 +208,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	waitAll()
 	rep.OpenSeconds = time.Since(start).Seconds()
+	// A stream's first event can arrive (closing ready) before its opening
+	// goroutine has counted it: wait for the counts too, within the timeout.
+	counted := make(chan struct{})
+	go func() { wg.Wait(); close(counted) }()
+	select {
+	case <-counted:
+	case <-time.After(o.Timeout):
+	}
 	rep.Opened, rep.Failed = int(opened.Load()), int(failed.Load())
 	for _, c := range clients {
 		if c.err != nil {
