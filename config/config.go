@@ -123,6 +123,18 @@ type Config struct {
 	// MaxKeys caps distinct keys polled at once. Default 0 (no cap).
 	MaxKeys int `env:"MAX_KEYS" envDefault:"0" help:"most distinct keys polled at once (new keys get 503 beyond); bounds upstream load; 0 means no cap"`
 
+	// RedisURL joins a fleet of replicas sharing polls and history through
+	// Redis (redis:// or rediss://, with user, password and database).
+	// Default "": one process, everything in memory.
+	RedisURL string `env:"REDIS_URL" help:"redis:// or rediss:// URL of the Redis the replicas of a fleet share (one poll per key for the fleet, resume on any replica); empty: one process, all in memory"`
+	// RedisPrefix starts every Redis key and channel name. Default "ssegate:".
+	RedisPrefix string `env:"REDIS_PREFIX" envDefault:"ssegate:" help:"prefix of every Redis key and channel ssegate uses, so fleets can share one Redis"`
+	// LeaseTime is how long a key's poll lease outlives its holder. Default 5s.
+	LeaseTime time.Duration `env:"LEASE_TIME" envDefault:"5s" help:"how long a replica's poll lease on a key lasts unless renewed: the longest a dead holder's keys go unpolled"`
+	// KeySecret keys the hashes that name keys and identities. Default: a
+	// random secret per process, or, with REDIS_URL, one shared through Redis.
+	KeySecret string `env:"KEY_SECRET" help:"secret (at least 32 characters) of the hashes that name stream keys; empty: random per process, or shared through Redis with REDIS_URL"`
+
 	// Pprof serves /debug/pprof/ on the metrics listener. Default false.
 	Pprof bool `env:"PPROF" envDefault:"false" help:"serve Go's /debug/pprof/ profiles on the metrics listener (keep that listener private)"`
 
@@ -257,6 +269,21 @@ func (c *Config) Validate() error {
 	}
 	if c.UpstreamConcurrency < 0 {
 		bad("UPSTREAM_CONCURRENCY", "must be 0 (no cap) or positive, got %d", c.UpstreamConcurrency)
+	}
+	if c.RedisURL != "" {
+		// Never echo the URL: it may hold a password.
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			bad("REDIS_URL", "must be redis://[user:password@]host:port[/db] or rediss://...")
+		}
+	}
+	if strings.ContainsAny(c.RedisPrefix, "{}") {
+		bad("REDIS_PREFIX", "must not contain { or }: they delimit Redis Cluster hash tags")
+	}
+	if c.LeaseTime < 300*time.Millisecond {
+		bad("LEASE_TIME", "must be at least 300ms, got %v", c.LeaseTime)
+	}
+	if c.KeySecret != "" && len(c.KeySecret) < 32 {
+		bad("KEY_SECRET", "must be at least 32 characters, got %d", len(c.KeySecret))
 	}
 	if c.NudgeToken != "" && len(c.NudgeToken) < 16 {
 		bad("NUDGE_TOKEN", "must be at least 16 characters (it guards the upstream budget), got %d", len(c.NudgeToken))
