@@ -103,11 +103,7 @@ func (t *keyState) join(lastEventID string) *Subscription {
 		t.linger.Stop()
 		t.linger = nil
 	}
-	sub := &Subscription{
-		keyState: t,
-		queue:    make(chan *Event, t.hub.opts.ClientBuffer),
-		done:     make(chan struct{}),
-	}
+	sub := newSubscription(t, t.hub.opts.ClientBuffer)
 	if t.state == stateLive {
 		evs, ok, err := t.store.Since(lastEventID)
 		if err != nil {
@@ -248,9 +244,7 @@ func (t *keyState) flood(changes []Change) bool {
 // a slow client must never hold up the others or grow memory.
 func (t *keyState) fanout(e *Event) {
 	for sub := range t.subs {
-		select {
-		case sub.queue <- e:
-		default:
+		if !sub.offer(e) {
 			t.end(sub, reasonSlow)
 		}
 	}

@@ -15,6 +15,21 @@ type Subscription struct {
 	started  bool    // Start was called: counted as an open stream
 }
 
+func newSubscription(ks *keyState, buffer int) *Subscription {
+	return &Subscription{keyState: ks, queue: make(chan *Event, buffer), done: make(chan struct{})}
+}
+
+// offer queues e unless the queue is full (the client is too slow); it is
+// called with the key's lock held, never blocks, and shares e's bytes.
+func (s *Subscription) offer(e *Event) bool {
+	select {
+	case s.queue <- e:
+		return true
+	default:
+		return false
+	}
+}
+
 // Subscribe admits a client of t from the address clientIP, resuming after
 // lastEventID as the client sent it (empty: none). A Last-Event-ID that is
 // unknown, expired, malformed or from another process gets a fresh
