@@ -25,6 +25,12 @@ type Publisher interface {
 	// the previous body into this one; for the first body they are ignored,
 	// since every client starts with a snapshot.
 	Publish(body []byte, changes []Change)
+	// Replicate sets the key's state from a history that replicas share
+	// (package fleet), whose ids every replica issues alike, instead of
+	// numbering the changes itself as Publish does. It returns ErrNeedBody
+	// when u does not continue the key's history and carries no body to
+	// start over from: call again with the body.
+	Replicate(u Replicated) error
 	// Unavailable reports that the first poll failed for a reason that may
 	// pass (network, 5xx): subscribers are admitted and wait for the first
 	// Publish.
@@ -55,6 +61,26 @@ const (
 	// source can weigh its load by the subscribers present over time.
 	SignalSubscriberLeft
 )
+
+// Replicated is a part of a key's history as a store shared by replicas
+// holds it.
+type Replicated struct {
+	// Reset: start over from Body at Last, with Events as the history that
+	// leads to it; clients get a snapshot unless they resume in it.
+	Reset bool
+	// Epoch and Last are the position after this update.
+	Epoch Epoch
+	Last  ID
+	// Events follow the key's previous position without a gap, encoded
+	// with their shared ids (NewEvent), IDs consecutive up to Last.
+	Events []*Event
+	// Body is the state at Last; nil when the update did not bring it.
+	Body []byte
+}
+
+// ErrNeedBody is Replicate's answer to an update that does not continue the
+// key's history and has no body to start over from.
+var ErrNeedBody = errors.New("stream: replicated update needs the body")
 
 // Denial is an upstream refusal passed on to clients: a browser EventSource
 // does not retry a non-200 answer, which is right for a lost session.
@@ -90,9 +116,6 @@ type Options struct {
 	MaxStreamsPerIP int
 	// MaxKeys caps keys polled at once, which bounds upstream load; 0: no cap.
 	MaxKeys int
-	// Store returns the store of a key's body, ids and history when the key
-	// starts. Default: NewMemoryStore(HistorySize, HistoryBytes).
-	Store func(Target) Store
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer receives the hub's metrics. Default: none.
@@ -118,10 +141,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.Linger <= 0 {
 		o.Linger = d.Linger
-	}
-	if o.Store == nil {
-		size, maxBytes := o.HistorySize, o.HistoryBytes
-		o.Store = func(Target) Store { return NewMemoryStore(size, maxBytes) }
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -28,12 +28,18 @@ type keyState struct {
 	target Target
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	state   topicState
-	ready   chan struct{} // closed once the first poll's outcome is known
-	store   Store         // body, ids and history
-	snap    *Event        // snapshot of the store's current state; nil when stale
-	subs    map[*Subscription]struct{}
+	mu    sync.Mutex
+	state topicState
+	ready chan struct{} // closed once the first poll's outcome is known
+	store *store        // body, ids and history
+	snap  *Event        // snapshot of the store's current state; nil when stale
+	subs  map[*Subscription]struct{}
+	// waiting holds the subscribers not yet placed in the history, by the
+	// Last-Event-ID they resume after: they joined before the first body,
+	// with an id another replica issued and this one has not reached yet,
+	// or while a replicated body was not at hand for their snapshot. They
+	// get nothing from fanout until placeLocked puts them in.
+	waiting map[*Subscription]string
 	denial  *Denial
 	linger  *time.Timer
 	removed bool
@@ -45,13 +51,14 @@ var _ Publisher = (*keyState)(nil)
 
 func newTopic(h *Hub, t Target, cancel context.CancelFunc) *keyState {
 	return &keyState{
-		hub:    h,
-		target: t,
-		cancel: cancel,
-		ready:  make(chan struct{}),
-		store:  h.opts.Store(t),
-		subs:   make(map[*Subscription]struct{}),
-		sigCh:  make(chan struct{}, 1),
+		hub:     h,
+		target:  t,
+		cancel:  cancel,
+		ready:   make(chan struct{}),
+		store:   newStore(h.opts.HistorySize, h.opts.HistoryBytes),
+		subs:    make(map[*Subscription]struct{}),
+		waiting: make(map[*Subscription]string),
+		sigCh:   make(chan struct{}, 1),
 	}
 }
 
@@ -104,16 +111,8 @@ func (t *keyState) join(lastEventID string) *Subscription {
 		t.linger = nil
 	}
 	sub := newSubscription(t, t.hub.opts.ClientBuffer)
-	if t.state == stateLive {
-		evs, ok, err := t.store.Since(lastEventID)
-		if err != nil {
-			t.hub.opts.Logger.Warn("reading a key's history failed; sending a snapshot", "key", t.target.Key.String(), "err", err)
-		}
-		if ok {
-			sub.backlog = evs
-		} else {
-			sub.backlog = []*Event{t.snapshotLocked()}
-		}
+	if t.state != stateLive || !t.backlogLocked(sub, lastEventID) {
+		t.waiting[sub] = lastEventID
 	}
 	t.subs[sub] = struct{}{}
 	if len(t.subs) > 1 || t.state != statePending { // not the admission poll's own client
@@ -128,6 +127,7 @@ func (t *keyState) leave(sub *Subscription) {
 	defer t.mu.Unlock()
 	if _, ok := t.subs[sub]; ok {
 		delete(t.subs, sub)
+		delete(t.waiting, sub)
 		t.raiseLocked(SignalSubscriberLeft)
 	}
 	if len(t.subs) > 0 || t.removed {
@@ -156,6 +156,7 @@ func (t *keyState) end(sub *Subscription, reason string) {
 		return
 	}
 	delete(t.subs, sub)
+	delete(t.waiting, sub)
 	t.raiseLocked(SignalSubscriberLeft)
 	sub.reason = reason
 	close(sub.done)
@@ -166,10 +167,50 @@ func (t *keyState) end(sub *Subscription, reason string) {
 // it once per state however many clients join.
 func (t *keyState) snapshotLocked() *Event {
 	if t.snap == nil {
-		ep, last, body, _ := t.store.Current()
-		t.snap = NewEvent(ep, last, KindSnapshot, body)
+		t.snap = NewEvent(t.store.epoch, t.store.last, KindSnapshot, t.store.body)
 	}
 	return t.snap
+}
+
+// backlogLocked gives a joining sub what it needs before the live events:
+// the events after lastEventID, or a snapshot. It returns false, giving
+// nothing, when the sub must wait (see waiting).
+func (t *keyState) backlogLocked(sub *Subscription, lastEventID string) bool {
+	evs, ok, ahead := t.store.since(lastEventID)
+	switch {
+	case ok:
+		sub.backlog = evs
+	case ahead || !t.store.fresh:
+		return false
+	default:
+		sub.backlog = []*Event{t.snapshotLocked()}
+	}
+	return true
+}
+
+// placeLocked puts the waiting subscribers in the history now that it
+// moved: each gets, on its queue, the events after its Last-Event-ID, or a
+// snapshot when those are unknown or more than the queue holds.
+func (t *keyState) placeLocked() {
+	if t.state != stateLive {
+		return
+	}
+	for sub, after := range t.waiting {
+		evs, ok, ahead := t.store.since(after)
+		if ahead || (!ok || len(evs) > sub.free()) && !t.store.fresh {
+			continue
+		}
+		if !ok || len(evs) > sub.free() {
+			evs = []*Event{t.snapshotLocked()}
+		}
+		delete(t.waiting, sub)
+		for _, e := range evs {
+			if !sub.offer(e) {
+				t.end(sub, reasonSlow)
+				break
+			}
+		}
+	}
 }
 
 // Publish implements Publisher.
@@ -181,35 +222,30 @@ func (t *keyState) Publish(body []byte, changes []Change) {
 	}
 	if t.state != stateLive {
 		// First body: every waiting subscriber starts with it.
-		if _, _, err := t.store.Reset(body); err != nil {
-			// The subscribers wait on; the next poll publishes again.
-			t.hub.opts.Logger.Warn("storing a key's first body failed", "key", t.target.Key.String(), "err", err)
-			return
-		}
+		t.store.reset(body)
 		t.state, t.snap = stateLive, nil
-		t.fanout(t.snapshotLocked())
+		t.placeLocked()
 		t.closeReady()
 		return
 	}
-	if t.flood(changes) {
+	if t.flood(len(changes), changes) {
 		// More events than a client's queue or the history could take:
 		// one snapshot instead, so that nobody is evicted for the
 		// upstream's burst and every client can still resume.
 		t.hub.opts.Logger.Debug("burst published as one snapshot", "key", t.target.Key.String(), "events", len(changes))
 		changes = []Change{{Kind: KindSnapshot, Data: body}}
 	}
-	evs, err := t.store.Append(body, changes)
+	t.fanoutLocked(t.store.append(body, changes))
+}
+
+// fanoutLocked sends newly stored events to every placed subscriber, then
+// places the waiting ones.
+func (t *keyState) fanoutLocked(evs []*Event) {
 	t.snap = nil
-	if err != nil {
-		// Nothing was sent: the subscribers keep the previous state, and
-		// the next change reaches them with the store's next ids.
-		t.hub.opts.Logger.Warn("storing a key's changes failed", "key", t.target.Key.String(), "events", len(changes), "err", err)
-		return
-	}
 	for _, e := range evs {
 		t.hub.metrics.published[e.Kind].Inc()
 		t.fanout(e)
-		if e.Kind == KindSnapshot {
+		if e.Kind == KindSnapshot && e.ID == t.store.last && t.store.fresh {
 			// It holds the whole new body: clients that join now get it
 			// too, instead of a second encoding of the same bytes.
 			t.snap = e
@@ -217,33 +253,87 @@ func (t *keyState) Publish(body []byte, changes []Change) {
 			t.snap = nil
 		}
 	}
+	t.placeLocked()
 }
 
-// flood reports whether changes are more than a subscriber's queue holds, or
-// more than the history keeps (by count or by bytes, roughly: the encoding
-// adds a few bytes per line).
-func (t *keyState) flood(changes []Change) bool {
+// Replicate implements Publisher.
+func (t *keyState) Replicate(u Replicated) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.removed {
+		return nil
+	}
+	s := t.store
+	live := t.state == stateLive && !u.Reset && u.Epoch == s.epoch
+	switch {
+	case live && len(u.Events) == 0 && u.Last == s.last:
+		// The body of a state this replica has the events of.
+		if u.Body != nil && !s.fresh {
+			s.body, s.fresh, t.snap = u.Body, true, nil
+			t.placeLocked()
+		}
+		return nil
+	case live && len(u.Events) > 0 && u.Events[0].ID == s.last+1 && u.Events[len(u.Events)-1].ID == u.Last &&
+		!(u.Body != nil && t.flood(len(u.Events), nil)):
+		s.extend(u.Events, u.Body)
+		t.fanoutLocked(u.Events)
+		return nil
+	case u.Body == nil:
+		return ErrNeedBody
+	}
+	// A new life of the key, a gap, or a burst: start over from the body.
+	// Subscribers placed in the old history get a snapshot; waiting ones
+	// may resume in the new one.
+	wasLive := t.state == stateLive
+	if t.flood(len(u.Events), nil) {
+		u.Events = nil
+	}
+	s.adopt(u.Epoch, u.Last, u.Body, u.Events)
+	t.state, t.snap = stateLive, nil
+	if wasLive {
+		snap := t.snapshotLocked()
+		t.hub.metrics.published[KindSnapshot].Inc()
+		for sub := range t.subs {
+			if _, ok := t.waiting[sub]; !ok {
+				if !sub.offer(snap) {
+					t.end(sub, reasonSlow)
+				}
+			}
+		}
+	}
+	t.placeLocked()
+	t.closeReady()
+	return nil
+}
+
+// flood reports whether n events (changes, when given, for their size) are
+// more than a subscriber's queue holds, or more than the history keeps (by
+// count or by bytes, roughly: the encoding adds a few bytes per line).
+func (t *keyState) flood(n int, changes []Change) bool {
 	o := &t.hub.opts
-	if len(changes) <= 1 {
+	if n <= 1 {
 		return false
 	}
-	if len(changes) > o.ClientBuffer || len(changes) > o.HistorySize {
+	if n > o.ClientBuffer || n > o.HistorySize {
 		return true
 	}
 	if o.HistoryBytes <= 0 {
 		return false
 	}
-	n := 0
+	size := 0
 	for _, c := range changes {
-		n += len(c.Data)
+		size += len(c.Data)
 	}
-	return n > o.HistoryBytes
+	return size > o.HistoryBytes
 }
 
 // fanout queues e for every subscriber, evicting those whose queue is full:
 // a slow client must never hold up the others or grow memory.
 func (t *keyState) fanout(e *Event) {
 	for sub := range t.subs {
+		if _, ok := t.waiting[sub]; ok {
+			continue
+		}
 		if !sub.offer(e) {
 			t.end(sub, reasonSlow)
 		}

@@ -1,53 +1,37 @@
 package stream
 
-// Store keeps one key's events for the hub: the current body, the ids of
-// its states (an epoch the store draws or reads, and a sequence) and the
-// history a client resumes from. The hub calls a key's store under the
-// key's lock, one call at a time, so a store needs no lock of its own; the
-// in-memory one is the default, and a store shared by replicas (Redis, see
-// package fleet) can implement the same four methods.
-type Store interface {
-	// Reset starts a new life of the key with body as its first state: the
-	// history is forgotten and the store sets the epoch. It returns the
-	// position of that state, which every client's first snapshot carries.
-	Reset(body []byte) (Epoch, ID, error)
-	// Append makes body the current state, reached from the previous one by
-	// changes, and returns those changes as events with their ids, each
-	// encoded once: the hub shares those bytes with every subscriber.
-	Append(body []byte, changes []Change) ([]*Event, error)
-	// Since returns the events after the wire id after (as a client sent
-	// it), oldest first. ok is false when after is no known point of this
-	// life of the key: empty, malformed, another epoch, or expired.
-	Since(after string) (events []*Event, ok bool, err error)
-	// Current returns the position of the newest state and its body, as
-	// this store last wrote or read them; ok is false before the first Reset.
-	Current() (ep Epoch, last ID, body []byte, ok bool)
-}
-
-// memStore is the in-memory Store: a History ring bounded by count and
-// bytes, and a random epoch per life of the key.
-type memStore struct {
+// store is one key's current body, the ids of its states (an epoch and a
+// sequence) and the history a client resumes from. The hub calls it under
+// the key's lock.
+//
+// Its ids come from one of two places. A source that polls alone publishes
+// bodies and changes and the store numbers them in an epoch of its own
+// (reset, append). A source that shares the key with other replicas
+// (package fleet) replicates a history a shared store numbered (adopt,
+// extend), so that an id issued by any replica means the same on all.
+type store struct {
 	epoch   Epoch
 	last    ID // the newest ID issued
 	body    []byte
+	fresh   bool // body is the state at last (a replicated update may bring events without it)
 	history *History
 	started bool
 }
 
-// NewMemoryStore returns an in-memory store that keeps up to size events
-// and maxBytes of their encodings (0: no byte bound) for resume.
-func NewMemoryStore(size, maxBytes int) Store {
-	return &memStore{history: NewHistory(size, maxBytes)}
+func newStore(size, maxBytes int) *store {
+	return &store{history: NewHistory(size, maxBytes)}
 }
 
-func (s *memStore) Reset(body []byte) (Epoch, ID, error) {
-	s.epoch, s.last, s.body, s.started = NewEpoch(), 1, body, true
-	s.history.Reset(s.last)
-	return s.epoch, s.last, nil
+// reset starts a new life of the key, in a new epoch, with body as its
+// first state, which every client's first snapshot carries.
+func (s *store) reset(body []byte) {
+	s.adopt(NewEpoch(), 1, body, nil)
 }
 
-func (s *memStore) Append(body []byte, changes []Change) ([]*Event, error) {
-	s.body = body
+// append makes body the current state, reached from the previous one by
+// changes, and returns those changes as events with the next ids.
+func (s *store) append(body []byte, changes []Change) []*Event {
+	s.body, s.fresh = body, true
 	evs := make([]*Event, 0, len(changes))
 	for _, c := range changes {
 		s.last++
@@ -55,21 +39,54 @@ func (s *memStore) Append(body []byte, changes []Change) ([]*Event, error) {
 		s.history.Append(e)
 		evs = append(evs, e)
 	}
-	return evs, nil
+	return evs
 }
 
-func (s *memStore) Since(after string) ([]*Event, bool, error) {
+// adopt starts over from a replicated state: body at last in epoch ep, with
+// events the history that leads to it (their IDs consecutive, ending at
+// last; none: no history).
+func (s *store) adopt(ep Epoch, last ID, body []byte, events []*Event) {
+	s.epoch, s.last, s.body, s.fresh, s.started = ep, last, body, true, true
+	floor := last
+	if len(events) > 0 {
+		floor = events[0].ID - 1
+	}
+	s.history.Reset(floor)
+	for _, e := range events {
+		s.history.Append(e)
+	}
+}
+
+// extend appends replicated events that follow last without a gap; body is
+// the state after them, or nil when the update did not carry it.
+func (s *store) extend(events []*Event, body []byte) {
+	for _, e := range events {
+		s.history.Append(e)
+		s.last = e.ID
+	}
+	if body != nil {
+		s.body, s.fresh = body, true
+	} else if len(events) > 0 {
+		s.fresh = false
+	}
+}
+
+// since returns the events after the wire id after (as a client sent it),
+// oldest first. ok is false when after is no known point of this life of
+// the key: empty, malformed, another epoch, or expired. ahead is true when
+// after is of this epoch but newer than the store's state: another replica
+// issued it and this one has not caught up yet.
+func (s *store) since(after string) (events []*Event, ok, ahead bool) {
 	if !s.started {
-		return nil, false, nil
+		return nil, false, false
 	}
 	id, ok := s.epoch.Parse(after)
 	if !ok {
-		return nil, false, nil
+		return nil, false, false
 	}
-	evs, ok := s.history.Since(id)
-	return evs, ok, nil
-}
-
-func (s *memStore) Current() (Epoch, ID, []byte, bool) {
-	return s.epoch, s.last, s.body, s.started
+	if id > s.last {
+		return nil, false, true
+	}
+	events, ok = s.history.Since(id)
+	return events, ok, false
 }

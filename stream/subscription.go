@@ -30,6 +30,9 @@ func (s *Subscription) offer(e *Event) bool {
 	}
 }
 
+// free is how many more events the queue takes now.
+func (s *Subscription) free() int { return cap(s.queue) - len(s.queue) }
+
 // Subscribe admits a client of t from the address clientIP, resuming after
 // lastEventID as the client sent it (empty: none). A Last-Event-ID that is
 // unknown, expired, malformed or from another process gets a fresh

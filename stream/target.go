@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -29,6 +30,16 @@ func (k Key) String() string {
 	h.Write([]byte(k.url))
 	h.Write(k.identity[:])
 	return hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+// ID names the key where replicas share it (package fleet): the same for
+// every replica with the same Keyer secret and upstream, 128 bits so that
+// two keys never meet, and as free of credentials as the Key.
+func (k Key) ID() string {
+	h := sha256.New()
+	h.Write([]byte(k.url))
+	h.Write(k.identity[:])
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // Identity is the keyed hash of the key's identity header values alone:
@@ -72,6 +83,9 @@ type KeyerOptions struct {
 	// the key, for upstreams that authorise by address. Without it a key
 	// is shared by the clients of one identity at any address.
 	KeyByClientIP bool
+	// Secret keys the hashes (HMAC-SHA256). Replicas that share polls need
+	// the same secret; empty: a random one.
+	Secret []byte
 }
 
 // NewKeyer returns a Keyer for the named identity headers.
@@ -81,8 +95,11 @@ func NewKeyer(identityHeaders []string) *Keyer {
 
 // NewKeyerWith returns a Keyer configured by opts.
 func NewKeyerWith(opts KeyerOptions) *Keyer {
-	k := &Keyer{secret: make([]byte, 32), keyByClientIP: opts.KeyByClientIP}
-	rand.Read(k.secret) // never fails (crypto/rand since Go 1.24)
+	k := &Keyer{secret: bytes.Clone(opts.Secret), keyByClientIP: opts.KeyByClientIP}
+	if len(k.secret) == 0 {
+		k.secret = make([]byte, 32)
+		rand.Read(k.secret) // never fails (crypto/rand since Go 1.24)
+	}
 	for _, h := range opts.IdentityHeaders {
 		k.headers = append(k.headers, http.CanonicalHeaderKey(h))
 	}
@@ -134,9 +151,37 @@ func (k *Keyer) Target(path string, u *url.URL, h http.Header) Target {
 // nudge names the user whose keys to poll.
 func (k *Keyer) HasIdentity(t Target, value string) bool {
 	found := 0
+	identityValues(t, func(v string) {
+		found |= subtle.ConstantTimeCompare([]byte(v), []byte(value))
+	})
+	return found == 1
+}
+
+// IdentityMAC is the keyed hash of an identity value, as HasIdentityMAC
+// matches it: how a nudge for one user travels to other replicas without
+// the credential.
+func (k *Keyer) IdentityMAC(value string) []byte {
+	m := hmac.New(sha256.New, k.secret)
+	m.Write([]byte("nudge identity\x00"))
+	m.Write([]byte(value))
+	return m.Sum(nil)
+}
+
+// HasIdentityMAC is HasIdentity for a value known only by its IdentityMAC.
+func (k *Keyer) HasIdentityMAC(t Target, mac []byte) bool {
+	found := 0
+	identityValues(t, func(v string) {
+		found |= subtle.ConstantTimeCompare(k.IdentityMAC(v), mac)
+	})
+	return found == 1
+}
+
+// identityValues calls f with each identity header value of t and each
+// "name=value" pair of its cookies.
+func identityValues(t Target, f func(string)) {
 	for name, vs := range t.Header {
 		for _, v := range vs {
-			found |= subtle.ConstantTimeCompare([]byte(v), []byte(value))
+			f(v)
 			if name != "Cookie" {
 				continue
 			}
@@ -145,11 +190,10 @@ func (k *Keyer) HasIdentity(t Target, value string) bool {
 				continue
 			}
 			for _, c := range cookies {
-				found |= subtle.ConstantTimeCompare([]byte(c.Name+"="+c.Value), []byte(value))
+				f(c.Name + "=" + c.Value)
 			}
 		}
 	}
-	return found == 1
 }
 
 // identity hashes one identity: each configured header's values, then the
