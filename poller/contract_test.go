@@ -40,9 +40,10 @@ func newCrowd(subs int) *crowd {
 	return &crowd{subs: subs, timeline: []step{{time.Now(), subs}}, sigCh: make(chan struct{}, 1)}
 }
 
-func (c *crowd) Publish([]byte, []stream.Change) {}
-func (c *crowd) Unavailable()                    {}
-func (c *crowd) Deny(stream.Denial)              {}
+func (c *crowd) Publish([]byte, []stream.Change)   {}
+func (c *crowd) Unavailable()                      {}
+func (c *crowd) Replicate(stream.Replicated) error { return nil }
+func (c *crowd) Deny(stream.Denial)                {}
 func (c *crowd) Subscribers() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -92,6 +92,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// MaxBackoff caps the wait after failures. Default 1m.
 	MaxBackoff time.Duration
+	// Shared shares each key's polls with other replicas (package fleet).
+	// Default nil: this process polls every key it has clients for.
+	Shared Shared
 	// Diff selects how bodies are compared.
 	Diff DiffOptions
 	// Logger receives state changes of keys. Default: discard.
@@ -165,6 +168,13 @@ func New(opts Options) *Poller {
 	return &Poller{opts: opts, client: &c, metrics: m, sched: newScheduler(opts.MaxRPS, opts.Concurrency, m.lag)}
 }
 
+// SetMaxRPS changes Options.MaxRPS: a replica's share of the fleet's
+// budget changes as replicas come and go.
+func (p *Poller) SetMaxRPS(maxRPS float64) {
+	p.metrics.budget.Set(maxRPS)
+	p.sched.setRate(maxRPS)
+}
+
 // Close stops the scheduler.
 func (p *Poller) Close() { p.sched.Close() }
 
@@ -194,17 +204,67 @@ type result struct {
 }
 
 // Run polls t until ctx is done or the upstream denies the key. keyPlan
-// decides when.
+// decides when; with Options.Shared, only during this replica's turns.
 func (p *Poller) Run(ctx context.Context, t stream.Target, pub stream.Publisher) {
 	log := p.opts.Logger.With("key", t.Key.String(), "path", t.Path)
-	st := &keyState{differ: NewDiffer(p.opts.Diff)}
 	k := p.newPlan(time.Now(), pub.Subscribers(), log)
 	defer k.close()
+	if p.opts.Shared == nil {
+		p.runTurn(ctx, t, pub, k, log, nil, Turn{})
+		return
+	}
+	sk, err := p.opts.Shared.Join(t, pub)
+	if err != nil {
+		log.Warn("sharing the key with the fleet failed; polling it alone", "err", err)
+		p.runTurn(ctx, t, pub, k, log, nil, Turn{})
+		return
+	}
+	defer sk.Close()
+	for {
+		turn, err := sk.Turn(ctx)
+		if err != nil {
+			return
+		}
+		// News that came while another replica polled: the subscriber
+		// count for the plan; a nudge only hastens the first poll.
+		k.signal(time.Now(), pub.TakeSignals(), pub.Subscribers())
+		if p.runTurn(ctx, t, pub, k, log, sk, turn) {
+			return
+		}
+	}
+}
+
+// runTurn polls t until the turn is over (false) or the key ends (true:
+// ctx is done or the upstream denied it). sk nil: the poller is alone, and
+// the turn lasts as long as the key.
+func (p *Poller) runTurn(ctx context.Context, t stream.Target, pub stream.Publisher, k *keyPlan, log *slog.Logger, sk SharedKey, turn Turn) (ended bool) {
+	st := &keyState{differ: NewDiffer(p.opts.Diff)}
+	shared := sk != nil && !turn.Alone
+	if shared && turn.Body != nil {
+		// Carry on from the stored state: its validators, and the body
+		// the next poll is diffed against.
+		if _, err := st.differ.Next(turn.Body); err == nil {
+			st.hasBody, st.body, st.etag, st.lastModified = true, turn.Body, turn.ETag, turn.LastModified
+		}
+	}
+	keyCtx := ctx
+	if turn.Over != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-turn.Over:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	for {
 		due, prio := k.plan()
 		release, woken, err := p.sched.Wait(ctx, t.Key.Identity(), due, prio, pub.Signals())
 		if err != nil {
-			return
+			return keyCtx.Err() != nil
 		}
 		if woken {
 			k.signal(time.Now(), pub.TakeSignals(), pub.Subscribers())
@@ -219,28 +279,51 @@ func (p *Poller) Run(ctx context.Context, t stream.Target, pub stream.Publisher)
 		if !k.prevStart.IsZero() {
 			p.metrics.interval.Observe(start.Sub(k.prevStart).Seconds())
 		}
+		etag, lastModified := st.etag, st.lastModified
 		res := p.poll(ctx, t, st)
 		release()
 		if ctx.Err() != nil {
-			return // ended meanwhile: do not count or log a cancelled poll
+			return keyCtx.Err() != nil // ended meanwhile: do not count or log a cancelled poll
 		}
 		p.metrics.polls[res.outcome.label()].Inc()
 		p.report(log, st, res)
 		switch {
 		case res.outcome == Denied:
 			pub.Deny(stream.Denial{Status: res.status, Header: res.header, Body: res.body})
-			return
+			return true
 		case res.outcome.failed():
 			st.failures++
 			if !st.hasBody {
 				pub.Unavailable()
 			}
+		case shared:
+			st.failures = 0
+			if res.body == nil && st.etag == etag && st.lastModified == lastModified {
+				break // nothing to store
+			}
+			body := res.body
+			if body == nil {
+				body = st.body // new validators of the same body
+			}
+			if err := sk.Store(ctx, Write{Body: body, ETag: st.etag, LastModified: st.lastModified, Changes: res.changes}); err != nil {
+				log.Debug("storing a poll for the fleet failed; the turn ends", "err", err)
+				k.done(time.Now(), res, pub.Subscribers(), st.failures)
+				return false
+			}
+			st.hasBody, st.body = true, body
 		default:
 			st.failures = 0
-			if res.body != nil {
-				st.hasBody, st.body = true, res.body
+			if res.body == nil {
+				break
+			}
+			if !st.hasBody && sk != nil {
+				// Alone for a while: a life of the key of this replica's
+				// own, which no other replica's ids can be confused with.
+				_ = pub.Replicate(stream.Replicated{Reset: true, Epoch: stream.NewEpoch(), Last: 1, Body: res.body})
+			} else {
 				pub.Publish(res.body, res.changes)
 			}
+			st.hasBody, st.body = true, res.body
 		}
 		k.done(time.Now(), res, pub.Subscribers(), st.failures)
 	}

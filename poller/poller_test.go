@@ -71,7 +71,8 @@ func (r *recorder) Publish(body []byte, cs []stream.Change) {
 	r.bodies = append(r.bodies, string(body))
 	r.changes = append(r.changes, render(cs))
 }
-func (r *recorder) Unavailable() { r.mu.Lock(); r.unavailable++; r.mu.Unlock() }
+func (r *recorder) Unavailable()                      { r.mu.Lock(); r.unavailable++; r.mu.Unlock() }
+func (r *recorder) Replicate(stream.Replicated) error { return nil }
 func (r *recorder) Deny(d stream.Denial) {
 	r.mu.Lock()
 	r.denial = &d

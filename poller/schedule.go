@@ -46,13 +46,13 @@ const (
 // anyone's wait. When demand exceeds the budget the polls of a kind queue
 // by due time, so every key's interval stretches alike and none starves.
 type scheduler struct {
-	spacing     time.Duration // least time between two starts; 0: unlimited
-	maxInflight int           // 0: unlimited
+	maxInflight int // 0: unlimited
 	lag         prometheus.Observer
 
 	mu         sync.Mutex
-	pending    ticketHeap // not yet due, by due time
-	due        int        // tickets due, in byKind
+	spacing    time.Duration // least time between two starts; 0: unlimited
+	pending    ticketHeap    // not yet due, by due time
+	due        int           // tickets due, in byKind
 	byKind     [kinds]identityHeap
 	identities map[[32]byte]*identity // those with a ticket or a poll in flight
 	seq        uint64
@@ -78,15 +78,29 @@ func newScheduler(maxRPS float64, concurrency int, lag prometheus.Observer) *sch
 		// Without a cap on slots there is nothing to share by identity.
 		s.byKind[k] = identityHeap{kind: priority(k), byInflight: concurrency > 0}
 	}
-	if maxRPS > 0 {
-		s.spacing = time.Duration(float64(time.Second) / maxRPS)
-	}
+	s.spacing = spacing(maxRPS)
 	if s.lag == nil {
 		s.lag = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "unused"})
 	}
 	s.wg.Add(1)
 	go s.dispatch()
 	return s
+}
+
+func spacing(maxRPS float64) time.Duration {
+	if maxRPS <= 0 {
+		return 0
+	}
+	return time.Duration(float64(time.Second) / maxRPS)
+}
+
+// setRate changes the cap on poll starts per second (0: none): a replica's
+// share of the fleet's budget changes as replicas come and go.
+func (s *scheduler) setRate(maxRPS float64) {
+	s.mu.Lock()
+	s.spacing = spacing(maxRPS)
+	s.mu.Unlock()
+	s.poke()
 }
 
 // Close stops the dispatcher. Waiting callers get their context's error
