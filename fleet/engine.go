@@ -115,6 +115,7 @@ type Engine struct {
 	mu        sync.Mutex
 	followers map[string]*Follower // by notification channel
 	held      map[string]struct{}  // keys whose lease this replica holds
+	shared    map[*sharedKey]struct{}
 	ps        *redis.PubSub        // current subscription; nil while down
 	closed    bool
 
@@ -143,9 +144,10 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Engine, error) {
 		token:     randomHex(16),
 		followers: make(map[string]*Follower),
 		held:      make(map[string]struct{}),
+		shared:    make(map[*sharedKey]struct{}),
 		nudges:    make(chan []byte, 64),
-		metrics:   newMetrics(opts.Registerer),
 	}
+	e.metrics = newMetrics(opts.Registerer, e.leaderless)
 	e.names = names{prefix: opts.Prefix}
 	e.replicas.set(1)
 	// Fail fast: one dial attempt, no retries; the caller falls back to
@@ -234,6 +236,24 @@ func (e *Engine) Close() error {
 	close(e.nudges)
 	e.setConnected(false, nil)
 	return errors.Join(e.sub.Close(), e.rdb.Close())
+}
+
+// leaderless counts the shared keys of this replica that no replica has
+// held the lease of for longer than the lease time while Redis answers.
+func (e *Engine) leaderless() float64 {
+	if !e.Connected() {
+		return 0 // every replica polls alone meanwhile
+	}
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for k := range e.shared {
+		if k.leaderless(now) {
+			n++
+		}
+	}
+	return float64(n)
 }
 
 // Connected reports whether Redis answered the last liveness probe. While it

@@ -30,8 +30,9 @@ type Update struct {
 	// Events follow the previous update's Last without a gap (on a Reset,
 	// they are the retained history, ending at Last).
 	Events []Entry
-	// Body is the body at Last: always on a Reset, after Refresh(true), and
-	// when this replica's own Append wrote it; nil otherwise.
+	// Body is the body at Last when the update reaches the newest state
+	// Redis holds (always on a Reset and on this replica's own Append);
+	// nil when more events follow at once.
 	Body []byte
 }
 
@@ -47,7 +48,6 @@ type Follower struct {
 	fn      func(Update)
 
 	wake     chan struct{} // one token: read now
-	wantBody atomic.Bool
 	at       atomic.Pointer[Position] // pos, for the pub/sub loop to skip news it has
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -102,14 +102,9 @@ func (e *Engine) Follow(key string, fn func(Update)) (*Follower, error) {
 	return f, nil
 }
 
-// Refresh asks for a read now; withBody also asks for the body at the
-// newest position (for a snapshot), which otherwise only Resets carry.
-func (f *Follower) Refresh(withBody bool) {
-	if withBody {
-		f.wantBody.Store(true)
-	}
-	f.poke()
-}
+// Refresh asks for a read now: the newest events and body, or a Reset
+// when the follower's position is no longer in the history.
+func (f *Follower) Refresh() { f.poke() }
 
 func (f *Follower) poke() {
 	select {
@@ -173,7 +168,11 @@ func (f *Follower) notified(payload string) {
 // sync reads what follows the follower's position and delivers it. It
 // reports whether more may follow at once.
 func (f *Follower) sync() (more bool) {
-	withBody := f.wantBody.Swap(false)
+	// Every read asks for the body: a hub needs the newest one for the
+	// snapshots of clients that join, and it comes only with a read that
+	// reaches the newest event, one per change at most, which is less than
+	// what each replica polling the upstream would read.
+	const withBody = true
 	f.mu.Lock()
 	pos := f.pos
 	f.mu.Unlock()
@@ -185,18 +184,12 @@ func (f *Follower) sync() (more bool) {
 		return f.reset(pos)
 	}
 	if err != nil {
-		if withBody {
-			f.wantBody.Store(true)
-		}
 		return false // read again at reconnection or at the next notification
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped || f.pos != pos {
 		return !f.stopped // an Append of this replica delivered meanwhile
-	}
-	if withBody && r.Body == nil {
-		f.wantBody.Store(true) // the events did not reach the newest body yet
 	}
 	if len(r.Events) > 0 || r.Body != nil {
 		f.fn(Update{Epoch: pos.Epoch, Last: r.Next.Last, Events: r.Events, Body: r.Body})
@@ -216,7 +209,6 @@ func (f *Follower) reset(pos Position) (more bool) {
 	if f.stopped || f.pos != pos {
 		return !f.stopped
 	}
-	f.wantBody.Store(false)
 	f.fn(Update{Reset: true, Epoch: st.Epoch, Last: st.Last, Events: evs, Body: st.Body})
 	f.setPos(st.Position)
 	return false

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -96,6 +97,15 @@ type Lease struct {
 	e    *Engine
 	key  string
 	held watched[bool]
+	seen atomic.Int64 // when a holder (this replica or another) was last seen, Unix ns
+}
+
+// holderSeen is when this loop last saw the lease held, by any replica.
+func (l *Lease) holderSeen() time.Time {
+	if ns := l.seen.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // NewLease returns the lease loop of key; call Run to start it.
@@ -158,6 +168,9 @@ func (l *Lease) Run(ctx context.Context) {
 			validUntil = start.Add(l.e.opts.LeaseTime - l.e.opts.LeaseTime/10)
 		case wait > 0 && wait < next:
 			next = wait + time.Millisecond // the moment the holder's lease runs out
+		}
+		if held || err == nil && wait > 0 {
+			l.seen.Store(time.Now().UnixNano())
 		}
 		l.held.set(held)
 		if err != nil && !held {

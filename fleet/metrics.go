@@ -16,7 +16,7 @@ type metrics struct {
 	eventsRead prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, leaderless func() float64) *metrics {
 	f := promauto.With(reg)
 	m := &metrics{
 		connected: f.NewGauge(prometheus.GaugeOpts{
@@ -45,6 +45,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Events read from Redis for this replica's clients.",
 		}),
 	}
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ssegate_keys_without_lease_holder",
+		Help: "Keys with clients on this replica whose poll lease no replica has held for longer than SSEGATE_LEASE_TIME while Redis answers: nobody polls them.",
+	}, leaderless)
 	for _, op := range []string{opAcquire, opRenew, opRelease, opAppend, opRead, opPublish, opProbe, opReplica} {
 		m.errors.WithLabelValues(op) // so the series exist from the start
 	}

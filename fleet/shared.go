@@ -1,0 +1,181 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ssegate/ssegate/poller"
+	"github.com/ssegate/ssegate/stream"
+)
+
+// Shared returns the engine as the poller's Shared: each key a replica has
+// clients of is polled by the holder of its lease, stored in Redis, and
+// followed by every replica into its hub.
+func (e *Engine) Shared() poller.Shared { return sharedPolls{e} }
+
+type sharedPolls struct{ e *Engine }
+
+var (
+	_ poller.Shared    = sharedPolls{}
+	_ poller.SharedKey = (*sharedKey)(nil)
+)
+
+// sharedKey is one key of this replica's hub, shared with the fleet: its
+// lease loop, its follower, and the position the poller's turn writes
+// after.
+type sharedKey struct {
+	e     *Engine
+	id    string
+	pub   stream.Publisher
+	lease *Lease
+	start time.Time
+
+	follower atomic.Pointer[Follower]
+	needBody atomic.Bool // the hub asked for a body the follower's update lacked
+
+	ctx    context.Context // the lease loop's
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// Owned by the poller's goroutine (Turn, Store, Close).
+	pos     Position      // where the next Store appends
+	endTurn chan struct{} // closes the current turn's Over; nil between turns
+}
+
+// Join implements poller.Shared.
+func (s sharedPolls) Join(t stream.Target, pub stream.Publisher) (poller.SharedKey, error) {
+	e := s.e
+	k := &sharedKey{e: e, id: t.Key.ID(), pub: pub, lease: e.NewLease(t.Key.ID()), start: time.Now()}
+	k.ctx, k.cancel = context.WithCancel(e.ctx)
+	f, err := e.Follow(k.id, k.update)
+	if err != nil {
+		k.cancel()
+		return nil, err
+	}
+	k.follower.Store(f)
+	if k.needBody.Load() {
+		f.Refresh()
+	}
+	e.mu.Lock()
+	e.shared[k] = struct{}{}
+	e.mu.Unlock()
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		k.lease.Run(k.ctx)
+	}()
+	return k, nil
+}
+
+// update hands the follower's news to the hub, encoding each event once for
+// every client of this replica.
+func (k *sharedKey) update(u Update) {
+	r := stream.Replicated{Reset: u.Reset, Epoch: u.Epoch, Last: u.Last, Body: u.Body}
+	if len(u.Events) > 0 {
+		r.Events = make([]*stream.Event, len(u.Events))
+		for i, en := range u.Events {
+			r.Events[i] = stream.NewEvent(u.Epoch, en.ID, en.Kind, en.Data)
+		}
+	}
+	if err := k.pub.Replicate(r); errors.Is(err, stream.ErrNeedBody) {
+		// This replica's history went its own way (it polled alone
+		// meanwhile): start over from the body at the newest position.
+		k.needBody.Store(true)
+		if f := k.follower.Load(); f != nil {
+			f.Refresh()
+		}
+	}
+}
+
+// Turn implements poller.SharedKey.
+func (k *sharedKey) Turn(ctx context.Context) (poller.Turn, error) {
+	k.closeTurn()
+	for {
+		up, connCh := k.e.WatchConnected()
+		if !up {
+			return poller.Turn{Alone: true, Over: connCh}, nil
+		}
+		held, heldCh := k.lease.Held()
+		if held {
+			st, ok, err := k.e.State(ctx, k.id)
+			if err == nil {
+				k.pos = Position{}
+				turn := poller.Turn{Over: k.openTurn(heldCh, connCh)}
+				if ok {
+					k.pos = st.Position
+					turn.Body, turn.ETag, turn.LastModified = st.Body, st.ETag, st.LastModified
+				}
+				return turn, nil
+			}
+		}
+		var retry <-chan time.Time
+		if held {
+			retry = time.After(k.e.opts.Timeout) // the State read failed
+		}
+		select {
+		case <-ctx.Done():
+			return poller.Turn{}, ctx.Err()
+		case <-heldCh:
+		case <-connCh:
+		case <-retry:
+		}
+	}
+}
+
+// openTurn returns a channel closed when the lease is lost, the connection
+// state changes, or the next Turn or Close starts.
+func (k *sharedKey) openTurn(heldCh, connCh <-chan struct{}) <-chan struct{} {
+	end, over := make(chan struct{}), make(chan struct{})
+	k.endTurn = end
+	go func() {
+		defer close(over)
+		select {
+		case <-heldCh:
+		case <-connCh:
+		case <-end:
+		}
+	}()
+	return over
+}
+
+func (k *sharedKey) closeTurn() {
+	if k.endTurn != nil {
+		close(k.endTurn)
+		k.endTurn = nil
+	}
+}
+
+// Store implements poller.SharedKey.
+func (k *sharedKey) Store(ctx context.Context, w poller.Write) error {
+	pos, err := k.e.Append(ctx, k.id, k.pos, Write{Body: w.Body, ETag: w.ETag, LastModified: w.LastModified, Changes: w.Changes})
+	if err != nil {
+		return err
+	}
+	k.pos = pos
+	return nil
+}
+
+// Close implements poller.SharedKey: it releases the lease (another
+// replica with clients takes over at once) and stops following.
+func (k *sharedKey) Close() {
+	k.closeTurn()
+	k.cancel()
+	k.wg.Wait()
+	k.follower.Load().Stop()
+	k.e.mu.Lock()
+	delete(k.e.shared, k)
+	k.e.mu.Unlock()
+}
+
+// leaderless reports whether no replica has held the key's lease for longer
+// than the lease time, while Redis answers: its clients get no updates.
+func (k *sharedKey) leaderless(now time.Time) bool {
+	seen := k.lease.holderSeen()
+	if seen.IsZero() {
+		seen = k.start
+	}
+	return now.Sub(seen) > k.e.opts.LeaseTime
+}
