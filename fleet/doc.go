@@ -35,6 +35,7 @@
 //	<prefix>nudge            channel  "<replica> <payload>" for every replica
 //	<prefix>probe:<replica>  channel  the replica's liveness probe, to itself
 //	<prefix>{fleet}:replicas zset     replica token, scored by when its announcement runs out
+//	<prefix>{fleet}:secret   string   the key secret (see KeySecret), unless SSEGATE_KEY_SECRET
 //
 // State and events expire StateTTL (default 10 min) after the last append
 // or lease renewal: a key nobody polls is forgotten, as a hub forgets a key

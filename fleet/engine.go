@@ -116,7 +116,8 @@ type Engine struct {
 	followers map[string]*Follower // by notification channel
 	held      map[string]struct{}  // keys whose lease this replica holds
 	shared    map[*sharedKey]struct{}
-	ps        *redis.PubSub        // current subscription; nil while down
+	secret    string        // the key secret, once read (KeySecret)
+	ps        *redis.PubSub // current subscription; nil while down
 	closed    bool
 
 	nudges     chan []byte

@@ -47,7 +47,7 @@ type Follower struct {
 	channel string
 	fn      func(Update)
 
-	wake     chan struct{} // one token: read now
+	wake     chan struct{}            // one token: read now
 	at       atomic.Pointer[Position] // pos, for the pub/sub loop to skip news it has
 	ctx      context.Context
 	cancel   context.CancelFunc

@@ -18,7 +18,10 @@ func (e *Engine) heartbeat() {
 	var n int64
 	err := e.do(e.ctx, opReplica, func(ctx context.Context) (err error) {
 		n, err = heartbeatScript.Run(ctx, e.rdb, []string{e.names.replicas()}, e.token, e.replicaTTL().Milliseconds()).Int64()
-		return err
+		if err != nil {
+			return err
+		}
+		return e.keepSecret(ctx)
 	})
 	if err == nil {
 		e.replicas.set(int(max(n, 1)))

@@ -43,6 +43,47 @@ type Handler struct {
 	keyer *stream.Keyer
 	token []byte
 	log   *slog.Logger
+
+	// Relay, when set before serving, carries each nudge to the other
+	// replicas of a fleet, whose keys it matches too (see Receive): the
+	// replica that polls a key may not be the one the backend reached.
+	Relay Relay
+}
+
+// Relay carries a nudge to the other replicas (fleet.Engine is one).
+type Relay interface {
+	PublishNudge(ctx context.Context, payload []byte) error
+}
+
+// relayed is a nudge as it travels between replicas: the identity only as
+// its keyed hash, never the credential a backend named it by.
+type relayed struct {
+	Path        string `json:"path"`
+	IdentityMAC []byte `json:"identity_mac,omitempty"`
+}
+
+// Receive applies a nudge another replica relayed: it signals the matching
+// keys of hub and returns how many. A malformed payload matches nothing.
+func Receive(hub *stream.Hub, keyer *stream.Keyer, payload []byte) int {
+	var m relayed
+	if err := json.Unmarshal(payload, &m); err != nil || m.Path == "" {
+		return 0
+	}
+	mux, err := patternMux(m.Path)
+	if err != nil {
+		return 0
+	}
+	return hub.Nudge(func(t stream.Target) bool {
+		if m.IdentityMAC != nil && !keyer.HasIdentityMAC(t, m.IdentityMAC) {
+			return false
+		}
+		return matchesPath(mux, t)
+	})
+}
+
+func matchesPath(mux *http.ServeMux, t stream.Target) bool {
+	_, pattern := mux.Handler(&http.Request{Method: http.MethodGet, URL: &url.URL{Path: t.Path}})
+	return pattern != ""
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -88,9 +129,20 @@ func (n *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if nd.Identity != "" && !n.keyer.HasIdentity(t, nd.Identity) {
 			return false
 		}
-		_, pattern := mux.Handler(&http.Request{Method: http.MethodGet, URL: &url.URL{Path: t.Path}})
-		return pattern != ""
+		return matchesPath(mux, t)
 	})
+	if n.Relay != nil {
+		m := relayed{Path: nd.Path}
+		if nd.Identity != "" {
+			m.IdentityMAC = n.keyer.IdentityMAC(nd.Identity)
+		}
+		payload, _ := json.Marshal(m) // a struct of a string and bytes: never fails
+		if err := n.Relay.PublishNudge(r.Context(), payload); err != nil {
+			// The keys this replica polls are nudged; the others are
+			// polled on their interval.
+			n.log.Warn("nudge: relaying to the fleet failed", "err", err)
+		}
+	}
 	n.log.Debug("nudge", "path", nd.Path, "with_identity", nd.Identity != "", "keys", matched)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)

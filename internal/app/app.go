@@ -24,6 +24,7 @@ import (
 
 	"github.com/ssegate/ssegate/certs"
 	"github.com/ssegate/ssegate/config"
+	"github.com/ssegate/ssegate/fleet"
 	"github.com/ssegate/ssegate/nudge"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/proxy"
@@ -87,6 +88,8 @@ type gateway struct {
 
 	ln, adminLn net.Listener // adminLn nil when disabled
 	transport   *http.Transport
+	fleet       *fleet.Engine // nil without SSEGATE_REDIS_URL
+	fleetDone   chan struct{} // closed when the fleet's goroutines have returned
 	src         *poller.Poller
 	hub         *stream.Hub
 	srv         *http.Server
@@ -145,20 +148,38 @@ func build(cfg config.Config, opts Options) (_ *gateway, err error) {
 		}
 	}
 
+	secret := []byte(cfg.KeySecret)
+	if cfg.RedisURL != "" {
+		if g.fleet, secret, err = openFleet(cfg, log, g.reg); err != nil {
+			return nil, err
+		}
+	}
 	g.transport = NewTransport()
 	po := pollerOptions(cfg)
 	po.Client = &http.Client{Transport: g.transport}
 	po.Logger = log.With("component", "poller")
 	po.Registerer = g.reg
+	if g.fleet != nil {
+		po.Shared = g.fleet.Shared()
+		po.MaxRPS = g.fleet.Share(cfg.UpstreamMaxRPS)
+	}
 	g.src = poller.New(po)
 	ho := hubOptions(cfg)
 	ho.Logger = log.With("component", "stream")
 	ho.Registerer = g.reg
 	g.hub = stream.NewHub(g.src, ho)
-	keyer := stream.NewKeyerWith(stream.KeyerOptions{IdentityHeaders: cfg.IdentityHeaders, KeyByClientIP: cfg.KeyByClientIP})
+	keyer := stream.NewKeyerWith(stream.KeyerOptions{IdentityHeaders: cfg.IdentityHeaders, KeyByClientIP: cfg.KeyByClientIP, Secret: secret})
 	var nudger http.Handler
 	if cfg.NudgeToken != "" {
-		nudger = nudge.NewHandler(g.hub, keyer, cfg.NudgeToken, log.With("component", "nudge"))
+		nh := nudge.NewHandler(g.hub, keyer, cfg.NudgeToken, log.With("component", "nudge"))
+		if g.fleet != nil {
+			nh.Relay = g.fleet
+		}
+		nudger = nh
+	}
+	if g.fleet != nil {
+		g.fleetDone = make(chan struct{})
+		go g.followFleet(keyer)
 	}
 	front, err := proxy.New(proxy.Options{
 		Upstream:       g.upstream,
@@ -232,8 +253,10 @@ func (g *gateway) serve(ctx context.Context, onReady func(Listening)) error {
 //  2. the admin server, whose scrapes in flight are not worth waiting for;
 //  3. the poller's scheduler: the hub has cancelled every key's source, so
 //     nothing waits on it any more;
-//  4. the upstream transport's idle connections, which no poll uses now;
-//  5. the listeners, for a build that failed before its servers existed
+//  4. the fleet's engine, with the hub's keys gone: it leaves the replica
+//     set, so the others take the whole budget;
+//  5. the upstream transport's idle connections, which no poll uses now;
+//  6. the listeners, for a build that failed before its servers existed
 //     (Shutdown and Close have closed them otherwise).
 func (g *gateway) close() {
 	if g.srv != nil {
@@ -254,6 +277,16 @@ func (g *gateway) close() {
 	}
 	if g.src != nil {
 		g.src.Close()
+	}
+	if g.fleet != nil {
+		// After the hub: every key's lease is released and its follower
+		// stopped already; this leaves the replica set.
+		if err := g.fleet.Close(); err != nil {
+			g.log.Warn("closing the Redis connections", "err", err)
+		}
+		if g.fleetDone != nil {
+			<-g.fleetDone
+		}
 	}
 	if g.transport != nil {
 		g.transport.CloseIdleConnections()

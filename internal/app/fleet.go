@@ -1,0 +1,70 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ssegate/ssegate/config"
+	"github.com/ssegate/ssegate/fleet"
+	"github.com/ssegate/ssegate/nudge"
+	"github.com/ssegate/ssegate/stream"
+)
+
+// openFleet connects to the fleet's Redis and returns the key secret the
+// replicas share: SSEGATE_KEY_SECRET, else the one in Redis. An unreachable
+// Redis is not an error (the gateway polls alone until it answers), but
+// without a configured secret this replica's keys then differ from the
+// fleet's for as long as it runs, so that is logged loudly.
+func openFleet(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*fleet.Engine, []byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	e, err := fleet.Open(ctx, cfg.RedisURL, fleet.Options{
+		Prefix:       cfg.RedisPrefix,
+		HistorySize:  cfg.HistorySize,
+		HistoryBytes: cfg.HistoryBytes,
+		LeaseTime:    cfg.LeaseTime,
+		Logger:       log.With("component", "fleet"),
+		Registerer:   reg,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%sREDIS_URL: %w", config.Prefix, err)
+	}
+	if cfg.KeySecret != "" {
+		return e, []byte(cfg.KeySecret), nil
+	}
+	secret, err := e.KeySecret(ctx)
+	if err != nil {
+		log.Error("no key secret from Redis: this replica's keys will not be shared with the fleet until it restarts; set SSEGATE_KEY_SECRET to avoid this", "err", err)
+		return e, nil, nil
+	}
+	return e, secret, nil
+}
+
+// followFleet relays nudges from other replicas to the hub and keeps this
+// replica's share of the upstream budget as replicas come and go, until
+// the engine closes.
+func (g *gateway) followFleet(keyer *stream.Keyer) {
+	defer close(g.fleetDone)
+	nudges := g.fleet.Nudges()
+	n, changed := g.fleet.LiveReplicas()
+	g.log.Info("fleet", "connected", g.fleet.Connected(), "replicas", n)
+	for {
+		select {
+		case p, ok := <-nudges:
+			if !ok {
+				return // the engine closed
+			}
+			nudge.Receive(g.hub, keyer, p)
+		case <-changed:
+			n, changed = g.fleet.LiveReplicas()
+			if g.cfg.UpstreamMaxRPS > 0 {
+				g.src.SetMaxRPS(g.fleet.Share(g.cfg.UpstreamMaxRPS))
+			}
+			g.log.Info("fleet replicas changed", "replicas", n)
+		}
+	}
+}
