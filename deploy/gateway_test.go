@@ -2,11 +2,14 @@ package deploy_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/ssegate/ssegate/internal/app"
 	"github.com/ssegate/ssegate/internal/apptest"
@@ -36,23 +40,133 @@ var (
 	refused = "dave"
 )
 
+// maxConnections is the gateway's SSEGATE_MAX_CONNECTIONS, far above what
+// the load opens, so that the cap is exported and never reached.
+const maxConnections = 1000
+
+// fleetOnly are the families a gateway exports only in a fleet, with
+// SSEGATE_REDIS_URL set; a single process exports none of them, so the
+// fleet's alerts and panels are silent there.
+var fleetOnly = map[string]bool{
+	"ssegate_cluster_connected":         true,
+	"ssegate_leases_held":               true,
+	"ssegate_lease_takeovers_total":     true,
+	"ssegate_redis_errors_total":        true,
+	"ssegate_redis_duration_seconds":    true,
+	"ssegate_redis_events_read_total":   true,
+	"ssegate_keys_without_lease_holder": true,
+}
+
+// isFleetOnly reports whether a series name (a histogram's _bucket, _sum
+// or _count too) belongs to a family of fleetOnly.
+func isFleetOnly(series string) bool {
+	if fleetOnly[series] {
+		return true
+	}
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if base, ok := strings.CutSuffix(series, suffix); ok && fleetOnly[base] {
+			return true
+		}
+	}
+	return false
+}
+
+// The fleet's gateway uses the Redis of the fleet package's tests, in its
+// database 9, under a key prefix of its own that is deleted at the end.
+const (
+	redisAddr = "127.0.0.1:6379"
+	redisDB   = 9
+	redisURL  = "redis://127.0.0.1:6379/9"
+)
+
+// redisAnswers reports whether a Redis answers at redisAddr.
+func redisAnswers() bool {
+	c, err := net.DialTimeout("tcp", redisAddr, 500*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// needRedis skips the test when no Redis answers, unless
+// SSEGATE_REDIS_REQUIRE=1 (set by .ci/run) makes that a failure, as in the
+// fleet package's tests.
+func needRedis(t *testing.T) {
+	t.Helper()
+	if redisAnswers() {
+		return
+	}
+	if os.Getenv("SSEGATE_REDIS_REQUIRE") == "1" {
+		t.Fatalf("no Redis at %s and SSEGATE_REDIS_REQUIRE=1", redisAddr)
+	}
+	t.Skipf("no Redis at %s: start one to check the fleet's metrics", redisAddr)
+}
+
+// redisPrefix returns a key prefix of the test's own and deletes every key
+// under it when the test ends (after the gateway, whose cleanup was
+// registered later, has stopped).
+func redisPrefix(t *testing.T) string {
+	t.Helper()
+	prefix := "ssegate-deploy-test-" + rand.Text()[:12] + ":"
+	c := redis.NewClient(&redis.Options{Addr: redisAddr, DB: redisDB})
+	t.Cleanup(func() {
+		defer c.Close()
+		ctx := context.Background()
+		var keys []string
+		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			t.Errorf("redis scan %s*: %v", prefix, err)
+		}
+		if len(keys) > 0 {
+			if err := c.Del(ctx, keys...).Err(); err != nil {
+				t.Errorf("redis del: %v", err)
+			}
+		}
+	})
+	return prefix
+}
+
+// setup is how a test's gateway runs: a single process, or one replica of
+// a fleet on Redis.
+type setup struct {
+	name  string
+	fleet bool
+}
+
+var (
+	single = setup{"single process", false}
+	fleet  = setup{"fleet on Redis", true}
+)
+
 // gateway is an in-process ssegate (cleartext, so the load needs no
 // certificate) in front of a legacy API.
 type gateway struct {
 	base    string // http://127.0.0.1:port, the main listener
 	metrics string // 127.0.0.1:port, the admin listener
 	api     *legacyapi.API
+	fleet   bool // on Redis
 }
 
-func startGateway(t *testing.T) *gateway {
+// startGateway starts a gateway as s says; a fleet's needs a Redis (see
+// needRedis).
+func startGateway(t *testing.T, s setup) *gateway {
 	t.Helper()
+	var env []string
+	if s.fleet {
+		needRedis(t)
+		env = append(env, "SSEGATE_REDIS_URL="+redisURL, "SSEGATE_REDIS_PREFIX="+redisPrefix(t))
+	}
 	api := legacyapi.New()
 	for _, u := range append([]string{refused}, users...) {
 		api.AddUser(u)
 	}
 	up := httptest.NewServer(api)
 	t.Cleanup(up.Close)
-	cfg := apptest.Config(t,
+	cfg := apptest.Config(t, append(env,
 		"SSEGATE_UPSTREAM_URL="+up.URL,
 		"SSEGATE_LISTEN_ADDR=127.0.0.1:0",
 		"SSEGATE_METRICS_ADDR=127.0.0.1:0",
@@ -63,9 +177,10 @@ func startGateway(t *testing.T) *gateway {
 		"SSEGATE_LEGACY_INTERVAL=1s", // the contract on, at a rate a short test sees
 		"SSEGATE_UPSTREAM_MAX_RPS=50",
 		fmt.Sprintf("SSEGATE_MAX_KEYS=%d", maxKeys),
+		fmt.Sprintf("SSEGATE_MAX_CONNECTIONS=%d", maxConnections),
 		"SSEGATE_LINGER=1s",
 		"SSEGATE_SHUTDOWN_TIMEOUT=5s",
-	)
+	)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan app.Listening, 1)
 	done := make(chan error, 1)
@@ -85,7 +200,7 @@ func startGateway(t *testing.T) *gateway {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return &gateway{base: "http://" + l.Main.String(), metrics: l.Metrics.String(), api: api}
+	return &gateway{base: "http://" + l.Main.String(), metrics: l.Metrics.String(), api: api, fleet: s.fleet}
 }
 
 // sub is one EventSource-like client reading its stream in the background.
@@ -240,6 +355,7 @@ func (g *gateway) keepBusy(t *testing.T, subs []*sub) {
 type exported struct {
 	families map[string]*dto.MetricFamily
 	series   map[string]map[string]map[string]bool // name → label → values
+	fleet    bool                                  // scraped from a gateway on Redis
 }
 
 func (g *gateway) scrape(t *testing.T) exported {
@@ -254,7 +370,7 @@ func (g *gateway) scrape(t *testing.T) exported {
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
 	}
-	e := exported{families: fams, series: map[string]map[string]map[string]bool{}}
+	e := exported{families: fams, series: map[string]map[string]map[string]bool{}, fleet: g.fleet}
 	add := func(name string, m *dto.Metric, extra, value string) {
 		labels := e.series[name]
 		if labels == nil {
@@ -305,19 +421,4 @@ func formatFloat(f float64) string {
 		return "+Inf"
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64)
-}
-
-// family returns the family a series name belongs to ("" if none).
-func (e exported) family(series string) string {
-	if _, ok := e.families[series]; ok {
-		return series
-	}
-	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-		if base, ok := strings.CutSuffix(series, suffix); ok {
-			if mf, ok := e.families[base]; ok && mf.GetType() != dto.MetricType_COUNTER && mf.GetType() != dto.MetricType_GAUGE {
-				return base
-			}
-		}
-	}
-	return ""
 }

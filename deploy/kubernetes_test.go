@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"path"
 	"slices"
@@ -251,9 +252,7 @@ func TestKubernetes(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the gateway would not start: %v", err)
 			}
-			if _, ok := vars["SSEGATE_REDIS_URL"]; !ok && slices.ContainsFunc(config.Variables(), func(v config.Variable) bool { return v.Name == "SSEGATE_REDIS_URL" }) {
-				t.Error("the gateway reads SSEGATE_REDIS_URL now: set it in common.yaml to the Redis of redis.yaml and drop the TODO there")
-			}
+			checkRedisURL(t, vars["SSEGATE_REDIS_URL"])
 
 			// Drained one at a time, within the grace period.
 			if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds <= 0 {
@@ -317,6 +316,28 @@ func TestKubernetes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkRedisURL: the replicas form a fleet on the Redis of redis.yaml, its
+// Service's name and port in SSEGATE_REDIS_URL.
+func checkRedisURL(t *testing.T, raw string) {
+	t.Helper()
+	svcs := find(loadManifests(t, "redis.yaml"), "Service")
+	if len(svcs) != 1 || len(svcs[0].Spec.Ports) != 1 {
+		t.Fatal("redis.yaml: want one Service with one port")
+	}
+	svc := svcs[0]
+	if raw == "" {
+		t.Errorf("SSEGATE_REDIS_URL is not set: each replica would poll alone instead of sharing polls through the Redis of redis.yaml (Service %s)", svc.Metadata.Name)
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("SSEGATE_REDIS_URL: %v", err)
+	}
+	if u.Hostname() != svc.Metadata.Name || u.Port() != strconv.Itoa(svc.Spec.Ports[0].Port) {
+		t.Errorf("SSEGATE_REDIS_URL %s: want the Service of redis.yaml, %s:%d", raw, svc.Metadata.Name, svc.Spec.Ports[0].Port)
 	}
 }
 

@@ -171,7 +171,7 @@ func NewHub(src Source, opts Options) *Hub {
 	return &Hub{
 		src:     src,
 		opts:    opts,
-		metrics: newMetrics(opts.Registerer),
+		metrics: newMetrics(opts.Registerer, opts.MaxConnections),
 		ctx:     ctx,
 		cancel:  cancel,
 		keys:    make(map[Key]*keyState),

@@ -12,6 +12,7 @@ import (
 type metrics struct {
 	connsActive   prometheus.Gauge
 	connsTotal    prometheus.Counter
+	connsMax      prometheus.Gauge
 	keysActive    prometheus.Gauge
 	keysActiveOld prometheus.Gauge // ssegate_streams_active, deprecated
 	published     [numKinds]prometheus.Counter
@@ -20,7 +21,10 @@ type metrics struct {
 	rejected      *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics registers the hub's series; maxConns is the configured cap on
+// open streams (Options.MaxConnections, 0: none), exported so that rules can
+// compare ssegate_connections_active with it.
+func newMetrics(reg prometheus.Registerer, maxConns int) *metrics {
 	f := promauto.With(reg)
 	m := &metrics{
 		connsActive: f.NewGauge(prometheus.GaugeOpts{
@@ -30,6 +34,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		connsTotal: f.NewCounter(prometheus.CounterOpts{
 			Name: "ssegate_connections_total",
 			Help: "Event streams opened since start.",
+		}),
+		connsMax: f.NewGauge(prometheus.GaugeOpts{
+			Name: "ssegate_connections_max",
+			Help: "The configured SSEGATE_MAX_CONNECTIONS: most event streams open at once (0: no cap).",
 		}),
 		keysActive: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ssegate_keys_active",
@@ -54,6 +62,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Event streams refused, by reason: max_connections, max_streams_per_ip, max_keys (503), shutdown (200 and an immediate end).",
 		}, []string{"reason"}),
 	}
+	m.connsMax.Set(float64(maxConns))
 	for _, r := range []string{"max_connections", "max_streams_per_ip", "max_keys", "shutdown"} {
 		m.rejected.WithLabelValues(r)
 	}
