@@ -51,6 +51,7 @@ func newMetrics(reg prometheus.Registerer, leaderless func() float64) *metrics {
 	}, leaderless)
 	for _, op := range []string{opAcquire, opRenew, opRelease, opAppend, opRead, opPublish, opProbe, opReplica} {
 		m.errors.WithLabelValues(op) // so the series exist from the start
+		m.duration.WithLabelValues(op)
 	}
 	return m
 }
