@@ -35,6 +35,23 @@ load() { # name, ssebench flags...
   taskset -c 1 true
   python3 -c "import json,sys; r=json.load(open('bench/out/$name.json')); print({k: r[k] for k in r if k in ('clients','connections','opened','failed','deliveries','deliveries_missing','latency_p50_ms','latency_p99_ms','latency_max_ms','fanout_p99_ms','rss_per_connection_kb','rss_per_stream_kb','heap_per_stream_kb','cpu_seconds_per_1k_events','upstream_rps','direct_polling_rps','legacy_rps','regular_polls','nudged_polls','changes','rss_mb','rss_end_mb','goroutines','goroutines_end','open_fds','open_fds_end')})"
 }
+fleet_pids=""
+stop_fleet() { for p in $fleet_pids; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; fleet_pids=""; redis-cli -p 6391 shutdown nosave >/dev/null 2>&1 || true; }
+fleet() { # n: n gateways on one Redis of their own (port 6391), all on CPU 0; prints their URLs
+  stop_server; stop_fleet
+  redis-server --bind 127.0.0.1 --port 6391 --save '' --appendonly no --daemonize yes >/dev/null
+  local urls=""
+  for i in $(seq 0 $(($1 - 1))); do
+    env SSEGATE_UPSTREAM_URL=http://127.0.0.1:8080 SSEGATE_CERT_DIR=bench/out/certs SSEGATE_LOG_LEVEL=warn \
+        SSEGATE_NUDGE_TOKEN=$TOKEN SSEGATE_REDIS_URL=redis://127.0.0.1:6391/0 \
+        SSEGATE_LISTEN_ADDR=127.0.0.1:$((8443 + i * 10)) SSEGATE_METRICS_ADDR=127.0.0.1:$((9090 + i * 10)) \
+        taskset -c 0 bench/out/ssegate &
+    fleet_pids="$fleet_pids $!"
+    urls="$urls${urls:+,}https://127.0.0.1:$((8443 + i * 10))/api/notifications"
+  done
+  FLEET_URLS=$urls
+}
+trap 'stop_server; stop_fleet' EXIT
 floorload() { local name=$1; shift; load "$name" -floor -url https://127.0.0.1:8444/events -metrics http://127.0.0.1:9091/metrics "$@"; }
 
 run() {
@@ -57,6 +74,11 @@ run() {
   contract-1000)   # the load contract: 1,000 users, one tab each, a change per user every 120 s, pages that polled every 60 s; defaults; warm-up of M + T so every key is steady
     gateway; load "gateway-contract-1000-polling" -steady -users 1000 -every 120s -legacy-interval 60s -warmup 180s -duration 3m
     gateway; load "gateway-contract-1000-nudged"  -steady -users 1000 -every 120s -legacy-interval 60s -warmup 180s -duration 3m -nudge-token $TOKEN ;;
+  fleet-1|fleet-2|fleet-3)   # 3,000 clients of 30 users spread over n replicas on Redis; nudged changes
+    n=${1#fleet-}
+    fleet "$n"; load "gateway-$1" -url "$FLEET_URLS" -clients 3000 -users 30 -changes 10 -pause 1s -nudge-token $TOKEN
+    stop_fleet
+    gateway; load "gateway-$1-alone" -clients 3000 -users 30 -changes 10 -pause 1s -nudge-token $TOKEN ;;
   soak-15000)   # 15,000 clients for 10 minutes, a change every 30 s
     gateway; load "gateway-$1" -clients 15000 -changes 21 -pause 30s -nudge-token $TOKEN ;;
   *) echo "unknown scenario $1"; exit 2 ;;

@@ -49,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ssebench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		url          = fs.String("url", "https://127.0.0.1:8443/api/notifications", "event stream URL of the gateway")
+		url          = fs.String("url", "https://127.0.0.1:8443/api/notifications", "event stream URL of the gateway; several, comma-separated, spread the clients over a fleet (metrics and nudges go to the first)")
 		metrics      = fs.String("metrics", "http://127.0.0.1:9090/metrics", "the gateway's metrics URL (memory, CPU); empty: none")
 		upstreamAddr = fs.String("upstream-addr", "127.0.0.1:8080", "where to serve the built-in upstream the gateway polls")
 		clients      = fs.Int("clients", 1000, "event streams to open")
@@ -86,8 +86,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
+	urls := strings.Split(*url, ",")
+	*url = urls[0]
 	opts := bench.Options{
-		URL: *url, Clients: *clients, Users: *users, Multiplex: *mux, StreamsPerConn: *perConn,
+		URLs: urls, URL: *url, Clients: *clients, Users: *users, Multiplex: *mux, StreamsPerConn: *perConn,
 		Changes: *changes, Pause: *pause, ChangeUsers: *changeUsers, Timeout: *timeout, Metrics: *metrics,
 		LegacyInterval: *legacy, Log: stderr,
 	}
@@ -118,9 +120,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	if err := waitReachable(ctx, *url, 30*time.Second); err != nil {
-		fmt.Fprintln(stderr, "ssebench:", err)
-		return 1
+	for _, u := range urls {
+		if err := waitReachable(ctx, u, 30*time.Second); err != nil {
+			fmt.Fprintln(stderr, "ssebench:", err)
+			return 1
+		}
 	}
 	if *steady {
 		return runSteady(ctx, bench.SteadyOptions{

@@ -27,6 +27,9 @@ import (
 type Options struct {
 	// URL is the event stream to open, e.g. https://127.0.0.1:8443/api/notifications.
 	URL string
+	// URLs, when set, are the event stream URLs of several gateways (a
+	// fleet); the clients are spread over them in turn, and URL is unused.
+	URLs []string
 	// Clients is how many streams to open.
 	Clients int
 	// Users is how many identities the clients are spread over (round robin).
@@ -158,6 +161,16 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 	}()
 	clients := make([]*client, o.Clients)
+	urls := o.URLs
+	if len(urls) == 0 {
+		urls = []string{o.URL}
+	}
+	// One site name for a fleet, as behind a balancer: the forwarded host
+	// is part of a stream's key, and replicas share the keys of one site.
+	host := ""
+	if len(urls) > 1 {
+		host = "fleet.bench"
+	}
 	var tr *http.Transport
 	trs := make([]*http.Transport, o.Clients)
 	for i := range clients {
@@ -179,7 +192,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := c.open(ctx, trs[i], o.URL)
+			err := c.open(ctx, trs[i], urls[i%len(urls)], host)
 			<-sem
 			if err != nil {
 				failed.Add(1)
@@ -328,10 +341,13 @@ func percentiles(ds []time.Duration) (p50, p99, maxMS float64) {
 // ItemID is the id of the item change n adds.
 func ItemID(n int) int { return 1_000_000 + n }
 
-func (c *client) open(ctx context.Context, tr *http.Transport, url string) error {
+func (c *client) open(ctx context.Context, tr *http.Transport, url, host string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if host != "" {
+		req.Host = host
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Authorization", "Bearer "+c.user)
