@@ -37,14 +37,15 @@ load() { # name, ssebench flags...
 }
 fleet_pids=""
 stop_fleet() { for p in $fleet_pids; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; fleet_pids=""; redis-cli -p 6391 shutdown nosave >/dev/null 2>&1 || true; }
-fleet() { # n: n gateways on one Redis of their own (port 6391), all on CPU 0; prints their URLs
+fleet() { # n, env...: n gateways on one Redis of their own (port 6391), all on CPU 0; sets FLEET_URLS
+  local n=$1; shift
   stop_server; stop_fleet
   redis-server --bind 127.0.0.1 --port 6391 --save '' --appendonly no --daemonize yes >/dev/null
   local urls=""
-  for i in $(seq 0 $(($1 - 1))); do
+  for i in $(seq 0 $((n - 1))); do
     env SSEGATE_UPSTREAM_URL=http://127.0.0.1:8080 SSEGATE_CERT_DIR=bench/out/certs SSEGATE_LOG_LEVEL=warn \
         SSEGATE_NUDGE_TOKEN=$TOKEN SSEGATE_REDIS_URL=redis://127.0.0.1:6391/0 \
-        SSEGATE_LISTEN_ADDR=127.0.0.1:$((8443 + i * 10)) SSEGATE_METRICS_ADDR=127.0.0.1:$((9090 + i * 10)) \
+        SSEGATE_LISTEN_ADDR=127.0.0.1:$((8443 + i * 10)) SSEGATE_METRICS_ADDR=127.0.0.1:$((9090 + i * 10)) "$@" \
         taskset -c 0 bench/out/ssegate &
     fleet_pids="$fleet_pids $!"
     urls="$urls${urls:+,}https://127.0.0.1:$((8443 + i * 10))/api/notifications"
@@ -74,11 +75,11 @@ run() {
   contract-1000)   # the load contract: 1,000 users, one tab each, a change per user every 120 s, pages that polled every 60 s; defaults; warm-up of M + T so every key is steady
     gateway; load "gateway-contract-1000-polling" -steady -users 1000 -every 120s -legacy-interval 60s -warmup 180s -duration 3m
     gateway; load "gateway-contract-1000-nudged"  -steady -users 1000 -every 120s -legacy-interval 60s -warmup 180s -duration 3m -nudge-token $TOKEN ;;
-  fleet-1|fleet-2|fleet-3)   # 3,000 clients of 30 users spread over n replicas on Redis; nudged changes
+  fleet-1|fleet-2|fleet-3)   # 3,000 clients of 30 users spread over n replicas on Redis; nudged changes; a short POLL_INTERVAL so a nudge never waits for the last poll to age, and a contract that leaves no regular poll in the window, so every poll counted is a change's
     n=${1#fleet-}
-    fleet "$n"; load "gateway-$1" -url "$FLEET_URLS" -clients 3000 -users 30 -changes 10 -pause 1s -nudge-token $TOKEN
+    fleet "$n" SSEGATE_POLL_INTERVAL=200ms SSEGATE_LEGACY_INTERVAL=24h; load "gateway-$1" -url "$FLEET_URLS" -clients 3000 -users 30 -changes 10 -pause 3s -nudge-token $TOKEN
     stop_fleet
-    gateway; load "gateway-$1-alone" -clients 3000 -users 30 -changes 10 -pause 1s -nudge-token $TOKEN ;;
+    gateway SSEGATE_POLL_INTERVAL=200ms SSEGATE_LEGACY_INTERVAL=24h; load "gateway-$1-alone" -clients 3000 -users 30 -changes 10 -pause 3s -nudge-token $TOKEN ;;
   soak-15000)   # 15,000 clients for 10 minutes, a change every 30 s
     gateway; load "gateway-$1" -clients 15000 -changes 21 -pause 30s -nudge-token $TOKEN ;;
   *) echo "unknown scenario $1"; exit 2 ;;
