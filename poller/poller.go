@@ -247,6 +247,7 @@ func (p *Poller) runTurn(ctx context.Context, t stream.Target, pub stream.Publis
 			st.hasBody, st.body, st.etag, st.lastModified = true, turn.Body, turn.ETag, turn.LastModified
 		}
 	}
+	var alone aloneLife
 	keyCtx := ctx
 	if turn.Over != nil {
 		var cancel context.CancelFunc
@@ -316,10 +317,8 @@ func (p *Poller) runTurn(ctx context.Context, t stream.Target, pub stream.Publis
 			if res.body == nil {
 				break
 			}
-			if !st.hasBody && sk != nil {
-				// Alone for a while: a life of the key of this replica's
-				// own, which no other replica's ids can be confused with.
-				_ = pub.Replicate(stream.Replicated{Reset: true, Epoch: stream.NewEpoch(), Last: 1, Body: res.body})
+			if sk != nil {
+				alone.publish(pub, res.body, res.changes)
 			} else {
 				pub.Publish(res.body, res.changes)
 			}
@@ -327,6 +326,34 @@ func (p *Poller) runTurn(ctx context.Context, t stream.Target, pub stream.Publis
 		}
 		k.done(time.Now(), res, pub.Subscribers(), st.failures)
 	}
+}
+
+// aloneLife numbers the states of a key that a replica of a fleet polls
+// alone (the shared store is unreachable) in an epoch of its own, and hands
+// them to the hub with their ids (Replicate), never as Publish: if the
+// hub's history moved to the fleet's meanwhile (the store came back just as
+// this poll ended), these ids start their own life again instead of
+// continuing the fleet's epoch with numbers the fleet may issue too.
+type aloneLife struct {
+	epoch stream.Epoch
+	last  stream.ID
+}
+
+func (a *aloneLife) publish(pub stream.Publisher, body []byte, changes []stream.Change) {
+	if a.epoch == "" {
+		a.epoch, a.last = stream.NewEpoch(), 1
+		_ = pub.Replicate(stream.Replicated{Reset: true, Epoch: a.epoch, Last: a.last, Body: body})
+		return
+	}
+	u := stream.Replicated{Epoch: a.epoch, Body: body}
+	for _, c := range changes {
+		a.last++
+		u.Events = append(u.Events, stream.NewEvent(a.epoch, a.last, c.Kind, c.Data))
+	}
+	u.Last = a.last
+	// With a body, Replicate takes any position: a hub elsewhere starts
+	// over from it, so no error can come back.
+	_ = pub.Replicate(u)
 }
 
 // report logs a key's state changes once, not once per poll.
