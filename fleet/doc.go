@@ -3,8 +3,10 @@
 // lease), every replica with clients of the key receives each event once,
 // and an event id issued by any replica resumes exactly on any other.
 //
-// It is a library of its own: the hub and the poller use it through an
-// Engine, opened from SSEGATE_REDIS_URL.
+// An Engine is opened from SSEGATE_REDIS_URL; Engine.Shared is what the
+// poller uses (poller.Shared): per key of the hub a lease loop, a follower
+// whose updates reach the hub through stream.Publisher.Replicate, and turns
+// during which this replica polls and appends. Nothing here knows HTTP.
 //
 //	         clients                      clients
 //	            │                            │
