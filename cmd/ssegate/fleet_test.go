@@ -387,6 +387,18 @@ func TestFleet(t *testing.T) {
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	killed := time.Now()
+	time.Sleep(100 * time.Millisecond) // a poll of the victim's in flight lands
+	before := map[string]int{}
+	for _, u := range users {
+		before[u] = api.Polls(u)
+	}
+	for _, u := range users { // how long each key goes unpolled: logged, not asserted
+		for api.Polls(u) == before[u] && time.Since(killed) < 30*time.Second {
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("%s polled again %v after the holder's SIGKILL (SSEGATE_LEASE_TIME=1s, interval %v)", u, time.Since(killed).Round(time.Millisecond), interval)
+	}
 	var live []*replica
 	for _, r := range reps {
 		if r != victim {
