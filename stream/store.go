@@ -16,6 +16,9 @@ type store struct {
 	fresh   bool // body is the state at last (a replicated update may bring events without it)
 	history *History
 	started bool
+	// replicated: the ids come from a shared store, so a client may hold
+	// one this replica has not reached yet. Alone, such an id is forged.
+	replicated bool
 }
 
 func newStore(size, maxBytes int) *store {
@@ -26,6 +29,7 @@ func newStore(size, maxBytes int) *store {
 // first state, which every client's first snapshot carries.
 func (s *store) reset(body []byte) {
 	s.adopt(NewEpoch(), 1, body, nil)
+	s.replicated = false
 }
 
 // append makes body the current state, reached from the previous one by
@@ -46,7 +50,7 @@ func (s *store) append(body []byte, changes []Change) []*Event {
 // events the history that leads to it (their IDs consecutive, ending at
 // last; none: no history).
 func (s *store) adopt(ep Epoch, last ID, body []byte, events []*Event) {
-	s.epoch, s.last, s.body, s.fresh, s.started = ep, last, body, true, true
+	s.epoch, s.last, s.body, s.fresh, s.started, s.replicated = ep, last, body, true, true, true
 	floor := last
 	if len(events) > 0 {
 		floor = events[0].ID - 1
@@ -74,8 +78,8 @@ func (s *store) extend(events []*Event, body []byte) {
 // since returns the events after the wire id after (as a client sent it),
 // oldest first. ok is false when after is no known point of this life of
 // the key: empty, malformed, another epoch, or expired. ahead is true when
-// after is of this epoch but newer than the store's state: another replica
-// issued it and this one has not caught up yet.
+// after is of this replicated epoch but newer than the store's state:
+// another replica issued it and this one has not caught up yet.
 func (s *store) since(after string) (events []*Event, ok, ahead bool) {
 	if !s.started {
 		return nil, false, false
@@ -85,7 +89,7 @@ func (s *store) since(after string) (events []*Event, ok, ahead bool) {
 		return nil, false, false
 	}
 	if id > s.last {
-		return nil, false, true
+		return nil, false, s.replicated
 	}
 	events, ok = s.history.Since(id)
 	return events, ok, false
