@@ -246,6 +246,12 @@ func AcceptsEventStream(h http.Header) bool {
 // serveStream answers r, on a canonical stream path, from the hub.
 func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
 	p.cors.setHeaders(w.Header(), r) // first: every answer below carries them
+	p.streams.serve(w, r, p.streamTarget)
+}
+
+// streamTarget is r's stream target and client address. It runs in a frame
+// of its own, gone before the stream waits (see streamer.serve).
+func (p *Proxy) streamTarget(r *http.Request) (stream.Target, string) {
 	u := *p.upstream
 	u.Path = joinPath(p.upstream.Path, r.URL.Path)
 	u.RawPath = joinPath(p.upstream.EscapedPath(), r.URL.EscapedPath())
@@ -254,7 +260,7 @@ func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
 	// see the forwarding headers the upstream would see on a GET.
 	h := r.Header.Clone()
 	client := p.forwarding.apply(h, r)
-	p.streams.serve(w, r, p.keyer.Target(r.URL.Path, &u, h), client)
+	return p.keyer.Target(r.URL.Path, &u, h), client
 }
 
 func joinPath(a, b string) string {

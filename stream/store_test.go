@@ -73,12 +73,12 @@ func TestHubUsesStore(t *testing.T) {
 	defer a.Close()
 	pub := <-src
 	pub.Publish([]byte(`[]`), nil)
-	snap := <-a.Events()
+	snap := nextEvent(t, a)
 	if got := string(snap.Wire()); !strings.HasPrefix(got, "id: shared-41\nevent: snapshot\n") {
 		t.Fatalf("first event %q, want the store's epoch and id", got)
 	}
 	pub.Publish([]byte(`[1]`), []stream.Change{{Kind: stream.KindCreated, Data: []byte(`1`)}})
-	<-a.Events()
+	nextEvent(t, a)
 	b, err := h.Subscribe(tg, "shared-41", "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
