@@ -15,5 +15,5 @@ func NewStreamer(h *stream.Hub, o StreamOptions) *Streamer { return newStreamer(
 
 // ServeStream answers r with t's stream for the peer of r.
 func (s *streamer) ServeStream(w http.ResponseWriter, r *http.Request, t stream.Target) {
-	s.serve(w, r, func(r *http.Request) (stream.Target, string) { return t, peerIP(r) })
+	s.serve(w, r, func(r *http.Request, to *stream.Target) string { *to = t; return peerIP(r) })
 }

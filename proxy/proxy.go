@@ -249,18 +249,33 @@ func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
 	p.streams.serve(w, r, p.streamTarget)
 }
 
-// streamTarget is r's stream target and client address. It runs in a frame
-// of its own, gone before the stream waits (see streamer.serve).
-func (p *Proxy) streamTarget(r *http.Request) (stream.Target, string) {
+// streamTarget sets t to r's stream target and returns the client's
+// address. It runs in frames of its own, gone before the stream waits (see
+// streamer.serve), and kept small: a handler whose stack never needs more
+// than the stock server's keeps its size.
+func (p *Proxy) streamTarget(r *http.Request, t *stream.Target) string {
+	u := p.streamURL(r)
+	// The header as pass-through would send it: the key and the polls
+	// see the forwarding headers the upstream would see on a GET.
+	h := cloneHeader(r.Header)
+	client := p.forwarding.apply(h, r)
+	*t = p.keyer.Target(r.URL.Path, u, h)
+	return client
+}
+
+// cloneHeader is h.Clone on the heap: inlined, the clone would live in the
+// caller's frame, and its few hundred bytes would double a stream's stack.
+//
+//go:noinline
+func cloneHeader(h http.Header) http.Header { return h.Clone() }
+
+// streamURL is the upstream URL r's stream polls.
+func (p *Proxy) streamURL(r *http.Request) *url.URL {
 	u := *p.upstream
 	u.Path = joinPath(p.upstream.Path, r.URL.Path)
 	u.RawPath = joinPath(p.upstream.EscapedPath(), r.URL.EscapedPath())
 	u.RawQuery = stream.NormalizeQuery(r.URL.RawQuery, lastEventIDParam)
-	// The header as pass-through would send it: the key and the polls
-	// see the forwarding headers the upstream would see on a GET.
-	h := r.Header.Clone()
-	client := p.forwarding.apply(h, r)
-	return p.keyer.Target(r.URL.Path, &u, h), client
+	return &u
 }
 
 func joinPath(a, b string) string {

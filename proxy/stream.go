@@ -96,7 +96,7 @@ func peerIP(r *http.Request) string {
 
 // targetFunc tells the stream target of a request and its client's
 // address.
-type targetFunc func(r *http.Request) (t stream.Target, clientIP string)
+type targetFunc func(r *http.Request, t *stream.Target) (clientIP string)
 
 // serve answers r with the event stream of its target. The
 // response is 200 with a stream, the upstream's denial (401, 403, 404), or
@@ -108,25 +108,19 @@ type targetFunc func(r *http.Request) (t stream.Target, clientIP string)
 // all its goroutine's stack holds beyond net/http's, and the GC can shrink
 // the stack to the size the stock server's handlers have.
 func (s *streamer) serve(w http.ResponseWriter, r *http.Request, target targetFunc) {
-	out := sink{w: w, rc: http.NewResponseController(w), slack: s.opts.Heartbeat + s.opts.WriteTimeout, rearm: s.opts.WriteTimeout / 2}
-	sub := s.start(&out, r, target)
+	sub := s.subscribe(w, r, target)
 	if sub == nil {
 		return
 	}
 	defer sub.Close()
-	_ = s.run(r.Context(), &out, sub) // a write error means the client left: nothing to do
+	if out := s.start(w, r, sub); out != nil {
+		_ = s.run(r.Context(), out, sub) // a write error means the client left: nothing to do
+	}
 }
 
-// start subscribes and answers the request's head and the stream's
-// backlog. It returns the subscription to run (the caller must Close it),
-// or nil when the answer is complete.
-func (s *streamer) start(out *sink, r *http.Request, target targetFunc) *stream.Subscription {
-	t, ip := target(r)
-	sub, err := s.hub.Subscribe(t, lastEventID(r), ip)
-	if err != nil {
-		s.refuse(out.w, err)
-		return nil
-	}
+// start answers the request's head and the stream's backlog, and returns
+// the sink to go on with, or nil when the answer is complete.
+func (s *streamer) start(w http.ResponseWriter, r *http.Request, sub *stream.Subscription) *sink {
 	// From here on a stream the hub ends (shutdown, or evicted as slow even
 	// before its first byte) still gets 200, its backlog and a clean end:
 	// an EventSource gives up for good on any other status, but reconnects
@@ -135,29 +129,27 @@ func (s *streamer) start(out *sink, r *http.Request, target targetFunc) *stream.
 	case <-sub.Ready():
 	case <-sub.Done():
 	case <-r.Context().Done():
-		sub.Close()
 		return nil
 	}
 	// The key may be denied while this request passed on Ready.
 	if d := sub.Denial(); d != nil {
-		writeDenial(out.w, d)
-		sub.Close()
+		writeDenial(w, d)
 		return nil
 	}
 
-	hdr := out.w.Header()
+	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no") // nginx and friends: do not buffer
-	out.w.WriteHeader(http.StatusOK)
+	w.WriteHeader(http.StatusOK)
 	// The retry field and the backlog (a snapshot, or the events missed).
 	backlog := sub.Start()
+	out := &sink{w: w, rc: http.NewResponseController(w), slack: s.opts.Heartbeat + s.opts.WriteTimeout, rearm: s.opts.WriteTimeout / 2}
 	if err := out.send(s.retry, backlog); err != nil {
-		sub.Close()
 		return nil // the client left
 	}
 	sub.Delivered(len(backlog))
-	return sub
+	return out
 }
 
 // refuse answers a stream the hub cannot take now. Over a limit that is 503
@@ -184,6 +176,18 @@ func writeDenial(w http.ResponseWriter, d *stream.Denial) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(d.Body)))
 	w.WriteHeader(d.Status)
 	_, _ = w.Write(d.Body) // the response is complete either way
+}
+
+// subscribe subscribes r to its target, or refuses it and returns nil.
+func (s *streamer) subscribe(w http.ResponseWriter, r *http.Request, target targetFunc) *stream.Subscription {
+	var t stream.Target
+	ip := target(r, &t)
+	sub, err := s.hub.Subscribe(t, lastEventID(r), ip)
+	if err != nil {
+		s.refuse(w, err)
+		return nil
+	}
+	return sub
 }
 
 // sink writes a stream's bytes.
