@@ -248,13 +248,14 @@ func (o *sink) send(prefix []byte, evs []*stream.Event) error {
 			pending = o.buf
 		}
 	}
+	var err error
+	if len(pending) > 0 {
+		err = o.flush(pending)
+	}
 	if cap(o.buf) > keepChunk {
-		defer func() { o.buf = nil }()
+		o.buf = nil
 	}
-	if len(pending) == 0 {
-		return nil
-	}
-	return o.flush(pending)
+	return err
 }
 
 // run writes the live events and heartbeats until the client leaves or
@@ -280,6 +281,7 @@ func (s *streamer) run(ctx context.Context, out *sink, sub *stream.Subscription)
 				return err
 			}
 			sub.Delivered(len(evs))
+			clear(evs) // an idle stream keeps no event alive
 		case <-beat:
 			beat = s.beats.beat(slot)
 			if err := out.flush(heartbeat); err != nil {
