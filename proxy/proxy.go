@@ -246,13 +246,24 @@ func AcceptsEventStream(h http.Header) bool {
 // serveStream answers r, on a canonical stream path, from the hub.
 func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
 	p.cors.setHeaders(w.Header(), r) // first: every answer below carries them
-	p.streams.serve(w, r, p.streamTarget)
+	if sub := p.subscribe(w, r); sub != nil {
+		p.streams.serve(w, r, sub)
+	}
+}
+
+// subscribe subscribes r to its stream, or refuses it and returns nil. The
+// target lives in its frame, gone before the stream writes: the key's HMAC
+// and the first flush are a stream's deepest calls, and each must stay
+// within the 4 KB its stack starts with.
+func (p *Proxy) subscribe(w http.ResponseWriter, r *http.Request) *stream.Subscription {
+	var t stream.Target
+	ip := p.streamTarget(r, &t)
+	return p.streams.subscribe(w, r, &t, ip)
 }
 
 // streamTarget sets t to r's stream target and returns the client's
-// address. It runs in frames of its own, gone before the stream waits (see
-// streamer.serve), and kept small: a handler whose stack never needs more
-// than the stock server's keeps its size.
+// address. Its frames are kept small: a handler whose stack never needs
+// more than the stock server's keeps its size.
 func (p *Proxy) streamTarget(r *http.Request, t *stream.Target) string {
 	u := p.streamURL(r)
 	// The header as pass-through would send it: the key and the polls

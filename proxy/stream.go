@@ -94,33 +94,31 @@ func peerIP(r *http.Request) string {
 	return host
 }
 
-// targetFunc tells the stream target of a request and its client's
-// address.
-type targetFunc func(r *http.Request, t *stream.Target) (clientIP string)
-
-// serve answers r with the event stream of its target. The
-// response is 200 with a stream, the upstream's denial (401, 403, 404), or
-// 503 with Retry-After over a limit; while the hub closes it is 200 with an
-// immediate end (see refuse).
+// serve answers r with the event stream of sub, which it closes. The
+// response is 200 with a stream, or the upstream's denial (401, 403, 404).
 //
-// serve stays small, and target and start return before the stream waits:
-// a stream spends its life parked under serve and run, so their frames are
-// all its goroutine's stack holds beyond net/http's, and the GC can shrink
-// the stack to the size the stock server's handlers have.
-func (s *streamer) serve(w http.ResponseWriter, r *http.Request, target targetFunc) {
-	sub := s.subscribe(w, r, target)
-	if sub == nil {
+// serve stays small, and start returns before the stream writes or waits:
+// a stream spends its life parked under serve and run, and its deepest
+// call is the first flush, so every frame on the way is kept small enough
+// for its stack to stay at the 4 KB the stock server's handlers have.
+func (s *streamer) serve(w http.ResponseWriter, r *http.Request, sub *stream.Subscription) {
+	defer sub.Close()
+	if !s.start(w, r, sub) {
 		return
 	}
-	defer sub.Close()
-	if out := s.start(w, r, sub); out != nil {
-		_ = s.run(r.Context(), out, sub) // a write error means the client left: nothing to do
+	// The retry field and the backlog (a snapshot, or the events missed).
+	out := &sink{w: w, rc: http.NewResponseController(w), slack: s.opts.Heartbeat + s.opts.WriteTimeout, rearm: s.opts.WriteTimeout / 2}
+	backlog := sub.Start()
+	if err := out.send(s.retry, backlog); err != nil {
+		return // the client left
 	}
+	sub.Delivered(len(backlog))
+	_ = s.run(r.Context(), out, sub) // a write error means the client left: nothing to do
 }
 
-// start answers the request's head and the stream's backlog, and returns
-// the sink to go on with, or nil when the answer is complete.
-func (s *streamer) start(w http.ResponseWriter, r *http.Request, sub *stream.Subscription) *sink {
+// start waits for the key's first outcome and answers the request's head:
+// 200 for a stream, or the denial. It reports whether the stream goes on.
+func (s *streamer) start(w http.ResponseWriter, r *http.Request, sub *stream.Subscription) bool {
 	// From here on a stream the hub ends (shutdown, or evicted as slow even
 	// before its first byte) still gets 200, its backlog and a clean end:
 	// an EventSource gives up for good on any other status, but reconnects
@@ -129,27 +127,19 @@ func (s *streamer) start(w http.ResponseWriter, r *http.Request, sub *stream.Sub
 	case <-sub.Ready():
 	case <-sub.Done():
 	case <-r.Context().Done():
-		return nil
+		return false
 	}
 	// The key may be denied while this request passed on Ready.
 	if d := sub.Denial(); d != nil {
 		writeDenial(w, d)
-		return nil
+		return false
 	}
-
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no") // nginx and friends: do not buffer
 	w.WriteHeader(http.StatusOK)
-	// The retry field and the backlog (a snapshot, or the events missed).
-	backlog := sub.Start()
-	out := &sink{w: w, rc: http.NewResponseController(w), slack: s.opts.Heartbeat + s.opts.WriteTimeout, rearm: s.opts.WriteTimeout / 2}
-	if err := out.send(s.retry, backlog); err != nil {
-		return nil // the client left
-	}
-	sub.Delivered(len(backlog))
-	return out
+	return true
 }
 
 // refuse answers a stream the hub cannot take now. Over a limit that is 503
@@ -178,11 +168,11 @@ func writeDenial(w http.ResponseWriter, d *stream.Denial) {
 	_, _ = w.Write(d.Body) // the response is complete either way
 }
 
-// subscribe subscribes r to its target, or refuses it and returns nil.
-func (s *streamer) subscribe(w http.ResponseWriter, r *http.Request, target targetFunc) *stream.Subscription {
-	var t stream.Target
-	ip := target(r, &t)
-	sub, err := s.hub.Subscribe(t, lastEventID(r), ip)
+// subscribe subscribes r to t for the client at ip, or answers the refusal
+// (503 over a limit; 200 and an immediate end while the hub closes) and
+// returns nil.
+func (s *streamer) subscribe(w http.ResponseWriter, r *http.Request, t *stream.Target, ip string) *stream.Subscription {
+	sub, err := s.hub.Subscribe(*t, lastEventID(r), ip)
 	if err != nil {
 		s.refuse(w, err)
 		return nil
