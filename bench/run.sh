@@ -22,9 +22,9 @@ gateway() { # env... : a fresh gateway on CPU 0
       SSEGATE_NUDGE_TOKEN=$TOKEN SSEGATE_PPROF=true "$@" taskset -c 0 bench/out/ssegate &
   server_pid=$!
 }
-floor() { # a fresh floor server on CPU 0
+floor() { # a fresh floor server on CPU 0; flags: -floor-cleartext
   stop_server
-  taskset -c 0 bench/out/ssebench -serve-floor 127.0.0.1:8444 -floor-metrics 127.0.0.1:9091 &
+  taskset -c 0 bench/out/ssebench -serve-floor 127.0.0.1:8444 -floor-metrics 127.0.0.1:9091 "$@" &
   server_pid=$!
   sleep 1
 }
@@ -33,7 +33,7 @@ load() { # name, ssebench flags...
   echo "== $name"
   taskset -c 1 bench/out/ssebench "$@" -json > "bench/out/$name.json"
   taskset -c 1 true
-  python3 -c "import json,sys; r=json.load(open('bench/out/$name.json')); print({k: r[k] for k in r if k in ('clients','connections','opened','failed','deliveries','deliveries_missing','latency_p50_ms','latency_p99_ms','latency_max_ms','fanout_p99_ms','rss_per_connection_kb','rss_per_stream_kb','heap_per_stream_kb','cpu_seconds_per_1k_events','upstream_rps','direct_polling_rps','legacy_rps','regular_polls','nudged_polls','changes','rss_mb','rss_end_mb','goroutines','goroutines_end','open_fds','open_fds_end')})"
+  python3 -c "import json,sys; r=json.load(open('bench/out/$name.json')); print({k: r[k] for k in r if k in ('clients','connections','opened','failed','deliveries','deliveries_missing','latency_p50_ms','latency_p99_ms','latency_max_ms','fanout_p99_ms','rss_per_connection_kb','rss_per_stream_kb','heap_per_stream_kb','stack_per_stream_kb','cpu_seconds_per_1k_events','upstream_rps','direct_polling_rps','legacy_rps','regular_polls','nudged_polls','changes','rss_mb','rss_end_mb','goroutines','goroutines_end','open_fds','open_fds_end')})"
 }
 fleet_pids=""
 stop_fleet() { for p in $fleet_pids; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; fleet_pids=""; redis-cli -p 6391 shutdown nosave >/dev/null 2>&1 || true; }
@@ -61,6 +61,15 @@ run() {
     n=${1#conn-}
     gateway; load "gateway-$1" -clients "$n" -changes 5 -nudge-token $TOKEN
     floor;   floorload "floor-$1" -clients "$n" -changes 5 ;;
+  mux-10000)
+    gateway; load "gateway-$1" -clients 10000 -mux -streams-per-conn 100 -changes 5 -nudge-token $TOKEN -timeout 120s
+    floor;   floorload "floor-$1" -clients 10000 -mux -streams-per-conn 100 -changes 5 -timeout 120s ;;
+  h1-5000)   # HTTP/1.1 over TLS, one connection per stream, as behind a load balancer
+    gateway; load "gateway-$1" -clients 5000 -http1 -changes 5 -nudge-token $TOKEN -timeout 120s
+    floor;   floorload "floor-$1" -clients 5000 -http1 -changes 5 -timeout 120s ;;
+  h1c-5000)  # cleartext HTTP/1.1 (TLS ended at the balancer)
+    gateway SSEGATE_H2C=true; load "gateway-$1" -url http://127.0.0.1:8443/api/notifications -clients 5000 -http1 -changes 5 -nudge-token $TOKEN -timeout 120s
+    floor -floor-cleartext;   load "floor-$1" -floor -url http://127.0.0.1:8444/events -metrics http://127.0.0.1:9091/metrics -clients 5000 -http1 -changes 5 -timeout 120s ;;
   mux-100000)
     gateway; load "gateway-$1" -clients 100000 -mux -streams-per-conn 200 -changes 3 -nudge-token $TOKEN -timeout 120s
     floor;   floorload "floor-$1" -clients 100000 -mux -streams-per-conn 200 -changes 3 -timeout 120s ;;
@@ -87,5 +96,5 @@ run() {
   stop_server
 }
 
-if [ $# -eq 0 ]; then set -- conn-1000 conn-5000 conn-15000 mux-100000 users-1000 users-1000-budget contract-1000 soak-15000; fi
+if [ $# -eq 0 ]; then set -- conn-1000 conn-5000 conn-15000 mux-10000 h1-5000 h1c-5000 mux-100000 users-1000 users-1000-budget contract-1000 soak-15000; fi
 for s in "$@"; do run "$s"; done

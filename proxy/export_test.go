@@ -15,5 +15,7 @@ func NewStreamer(h *stream.Hub, o StreamOptions) *Streamer { return newStreamer(
 
 // ServeStream answers r with t's stream for the peer of r.
 func (s *streamer) ServeStream(w http.ResponseWriter, r *http.Request, t stream.Target) {
-	s.serve(w, r, t, peerIP(r))
+	if sub := s.subscribe(w, r, &t, peerIP(r)); sub != nil {
+		s.serve(w, r, sub)
+	}
 }

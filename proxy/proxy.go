@@ -246,15 +246,47 @@ func AcceptsEventStream(h http.Header) bool {
 // serveStream answers r, on a canonical stream path, from the hub.
 func (p *Proxy) serveStream(w http.ResponseWriter, r *http.Request) {
 	p.cors.setHeaders(w.Header(), r) // first: every answer below carries them
+	if sub := p.subscribe(w, r); sub != nil {
+		p.streams.serve(w, r, sub)
+	}
+}
+
+// subscribe subscribes r to its stream, or refuses it and returns nil. The
+// target lives in its frame, gone before the stream writes: the key's HMAC
+// and the first flush are a stream's deepest calls, and each must stay
+// within the 4 KB its stack starts with.
+func (p *Proxy) subscribe(w http.ResponseWriter, r *http.Request) *stream.Subscription {
+	var t stream.Target
+	ip := p.streamTarget(r, &t)
+	return p.streams.subscribe(w, r, &t, ip)
+}
+
+// streamTarget sets t to r's stream target and returns the client's
+// address. Its frames are kept small: a handler whose stack never needs
+// more than the stock server's keeps its size.
+func (p *Proxy) streamTarget(r *http.Request, t *stream.Target) string {
+	u := p.streamURL(r)
+	// The header as pass-through would send it: the key and the polls
+	// see the forwarding headers the upstream would see on a GET.
+	h := cloneHeader(r.Header)
+	client := p.forwarding.apply(h, r)
+	*t = p.keyer.Target(r.URL.Path, u, h)
+	return client
+}
+
+// cloneHeader is h.Clone on the heap: inlined, the clone would live in the
+// caller's frame, and its few hundred bytes would double a stream's stack.
+//
+//go:noinline
+func cloneHeader(h http.Header) http.Header { return h.Clone() }
+
+// streamURL is the upstream URL r's stream polls.
+func (p *Proxy) streamURL(r *http.Request) *url.URL {
 	u := *p.upstream
 	u.Path = joinPath(p.upstream.Path, r.URL.Path)
 	u.RawPath = joinPath(p.upstream.EscapedPath(), r.URL.EscapedPath())
 	u.RawQuery = stream.NormalizeQuery(r.URL.RawQuery, lastEventIDParam)
-	// The header as pass-through would send it: the key and the polls
-	// see the forwarding headers the upstream would see on a GET.
-	h := r.Header.Clone()
-	client := p.forwarding.apply(h, r)
-	p.streams.serve(w, r, p.keyer.Target(r.URL.Path, &u, h), client)
+	return &u
 }
 
 func joinPath(a, b string) string {

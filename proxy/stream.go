@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -51,13 +52,14 @@ const lastEventIDParam = "lastEventId"
 // heartbeat is a comment line: browsers ignore it, proxies see traffic.
 var heartbeat = []byte(":\n\n")
 
-// maxBatch and maxChunk bound what is gathered into one write and flush:
-// a batch of small events costs one flush, and a resume of a long history
-// never costs a buffer the size of the history. A larger event is written
-// from its shared encoding as it is.
+// maxChunk bounds what is gathered into one write and flush: a batch of
+// small events costs one flush, and a resume of a long history never costs
+// a buffer the size of the history. A larger event is written from its
+// shared encoding as it is. keepChunk is the most a stream keeps between
+// batches: a burst's buffer is released once written.
 const (
-	maxBatch = 64
-	maxChunk = 32 << 10
+	maxChunk  = 32 << 10
+	keepChunk = 4 << 10
 )
 
 // streamer answers event-stream requests from a hub.
@@ -65,11 +67,12 @@ type streamer struct {
 	hub   *stream.Hub
 	opts  StreamOptions
 	retry []byte // the encoded retry field every stream starts with
+	beats *wheel // every stream's heartbeat clock
 }
 
 func newStreamer(hub *stream.Hub, opts StreamOptions) *streamer {
 	opts.setDefaults()
-	return &streamer{hub: hub, opts: opts, retry: stream.AppendRetry(nil, opts.Retry.Milliseconds())}
+	return &streamer{hub: hub, opts: opts, retry: stream.AppendRetry(nil, opts.Retry.Milliseconds()), beats: newWheel(opts.Heartbeat)}
 }
 
 // lastEventID returns the client's resume point: the Last-Event-ID header
@@ -91,41 +94,52 @@ func peerIP(r *http.Request) string {
 	return host
 }
 
-// serve answers r with the event stream of t for the client at ip. The
-// response is 200 with a stream, the upstream's denial (401, 403, 404), or
-// 503 with Retry-After over a limit; while the hub closes it is 200 with an
-// immediate end (see refuse).
-func (s *streamer) serve(w http.ResponseWriter, r *http.Request, t stream.Target, ip string) {
-	sub, err := s.hub.Subscribe(t, lastEventID(r), ip)
-	if err != nil {
-		s.refuse(w, err)
+// serve answers r with the event stream of sub, which it closes. The
+// response is 200 with a stream, or the upstream's denial (401, 403, 404).
+//
+// serve stays small, and start returns before the stream writes or waits:
+// a stream spends its life parked under serve and run, and its deepest
+// call is the first flush, so every frame on the way is kept small enough
+// for its stack to stay at the 4 KB the stock server's handlers have.
+func (s *streamer) serve(w http.ResponseWriter, r *http.Request, sub *stream.Subscription) {
+	defer sub.Close()
+	if !s.start(w, r, sub) {
 		return
 	}
-	defer sub.Close()
+	// The retry field and the backlog (a snapshot, or the events missed).
+	out := &sink{w: w, rc: http.NewResponseController(w), slack: s.opts.Heartbeat + s.opts.WriteTimeout, rearm: s.opts.WriteTimeout / 2}
+	backlog := sub.Start()
+	if err := out.send(s.retry, backlog); err != nil {
+		return // the client left
+	}
+	sub.Delivered(len(backlog))
+	_ = s.run(r.Context(), out, sub) // a write error means the client left: nothing to do
+}
+
+// start waits for the key's first outcome and answers the request's head:
+// 200 for a stream, or the denial. It reports whether the stream goes on.
+func (s *streamer) start(w http.ResponseWriter, r *http.Request, sub *stream.Subscription) bool {
 	// From here on a stream the hub ends (shutdown, or evicted as slow even
 	// before its first byte) still gets 200, its backlog and a clean end:
 	// an EventSource gives up for good on any other status, but reconnects
 	// after a clean end, with its Last-Event-ID.
-
-	ctx := r.Context()
 	select {
 	case <-sub.Ready():
 	case <-sub.Done():
-	case <-ctx.Done():
-		return
+	case <-r.Context().Done():
+		return false
 	}
 	// The key may be denied while this request passed on Ready.
 	if d := sub.Denial(); d != nil {
 		writeDenial(w, d)
-		return
+		return false
 	}
-
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no") // nginx and friends: do not buffer
 	w.WriteHeader(http.StatusOK)
-	_ = s.write(ctx, w, sub) // a write error means the client left: nothing to do
+	return true
 }
 
 // refuse answers a stream the hub cannot take now. Over a limit that is 503
@@ -154,40 +168,61 @@ func writeDenial(w http.ResponseWriter, d *stream.Denial) {
 	_, _ = w.Write(d.Body) // the response is complete either way
 }
 
-// write runs the stream until the client leaves or the hub ends it.
-func (s *streamer) write(ctx context.Context, w http.ResponseWriter, sub *stream.Subscription) error {
-	rc := http.NewResponseController(w)
-	// A write happens at least once per heartbeat, so a deadline of one
-	// heartbeat plus WriteTimeout fires only for a client that stopped
-	// reading (flow-control window full): it unblocks the Write, and the
-	// stream ends instead of holding a goroutine for ever. On HTTP/2 each
-	// SetWriteDeadline is a message to the connection's goroutine and a
-	// timer reset, so it is re-armed only once half of WriteTimeout has
-	// passed: every write still has at least Heartbeat + WriteTimeout/2.
-	slack := s.opts.Heartbeat + s.opts.WriteTimeout
-	var armed time.Time
-	flush := func(buf []byte) error {
-		if now := time.Now(); now.Sub(armed) > s.opts.WriteTimeout/2 {
-			if err := rc.SetWriteDeadline(now.Add(slack)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-				return err
-			}
-			armed = now
-		}
-		if _, err := w.Write(buf); err != nil {
-			return err
-		}
-		return rc.Flush()
+// subscribe subscribes r to t for the client at ip, or answers the refusal
+// (503 over a limit; 200 and an immediate end while the hub closes) and
+// returns nil.
+func (s *streamer) subscribe(w http.ResponseWriter, r *http.Request, t *stream.Target, ip string) *stream.Subscription {
+	sub, err := s.hub.Subscribe(*t, lastEventID(r), ip)
+	if err != nil {
+		s.refuse(w, err)
+		return nil
 	}
+	return sub
+}
 
-	// The retry field and the backlog (a snapshot, or the events missed),
-	// in chunks of at most maxChunk unless one event is larger.
-	backlog := sub.Start()
-	var buf []byte
-	pending, copied := s.retry, false // pending may alias a shared encoding
-	for _, e := range backlog {
+// sink writes a stream's bytes.
+type sink struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	// A write happens at least once per heartbeat, so a deadline of one
+	// heartbeat plus WriteTimeout (slack) fires only for a client that
+	// stopped reading (flow-control window full): it unblocks the Write,
+	// and the stream ends instead of holding a goroutine for ever. On
+	// HTTP/2 each SetWriteDeadline is a message to the connection's
+	// goroutine and a timer reset, so it is re-armed only once rearm (half
+	// of WriteTimeout) has passed, never per event: every write still has
+	// at least Heartbeat + WriteTimeout/2.
+	slack, rearm time.Duration
+	armed        time.Time
+	buf          []byte // gathers small events; never past maxChunk
+}
+
+// flush writes b and flushes it.
+func (o *sink) flush(b []byte) error {
+	if now := time.Now(); now.Sub(o.armed) > o.rearm {
+		if err := o.rc.SetWriteDeadline(now.Add(o.slack)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return fmt.Errorf("arming the write deadline: %w", err)
+		}
+		o.armed = now
+	}
+	if _, err := o.w.Write(b); err != nil {
+		return fmt.Errorf("writing: %w", err)
+	}
+	if err := o.rc.Flush(); err != nil {
+		return fmt.Errorf("flushing: %w", err)
+	}
+	return nil
+}
+
+// send writes prefix and evs, gathering them into writes of at most
+// maxChunk unless one event is larger, which is written from its shared
+// encoding.
+func (o *sink) send(prefix []byte, evs []*stream.Event) error {
+	pending, copied := prefix, false // pending may alias a shared encoding
+	for _, e := range evs {
 		wire := e.Wire()
-		if len(pending)+len(wire) > maxChunk {
-			if err := flush(pending); err != nil {
+		if len(pending) > 0 && len(pending)+len(wire) > maxChunk {
+			if err := o.flush(pending); err != nil {
 				return err
 			}
 			pending, copied = nil, false
@@ -196,65 +231,54 @@ func (s *streamer) write(ctx context.Context, w http.ResponseWriter, sub *stream
 		case len(pending) == 0:
 			pending = wire // no copy while it stays alone
 		case !copied:
-			buf = append(append(buf[:0], pending...), wire...)
-			pending, copied = buf, true
+			o.buf = append(append(o.buf[:0], pending...), wire...)
+			pending, copied = o.buf, true
 		default:
-			buf = append(buf, wire...)
-			pending = buf
+			o.buf = append(o.buf, wire...)
+			pending = o.buf
 		}
 	}
-	if err := flush(pending); err != nil {
-		return err
+	var err error
+	if len(pending) > 0 {
+		err = o.flush(pending)
 	}
-	sub.Delivered(len(backlog))
+	if cap(o.buf) > keepChunk {
+		o.buf = nil
+	}
+	return err
+}
 
-	hb := time.NewTicker(s.opts.Heartbeat)
-	defer hb.Stop()
+// run writes the live events and heartbeats until the client leaves or
+// the hub ends the stream.
+func (s *streamer) run(ctx context.Context, out *sink, sub *stream.Subscription) error {
+	slot := s.beats.join()
+	defer s.beats.leave()
+	beat := s.beats.beat(slot)
 	var expired <-chan time.Time // nil: never
 	if d := s.opts.MaxDuration; d > 0 {
 		t := time.NewTimer(d - d/10 + rand.N(d/5+1))
 		defer t.Stop()
 		expired = t.C
 	}
-	queue := sub.Events()
+	var evs []*stream.Event
 	for {
 		select {
-		case <-expired:
-			return nil // a clean end: the client reconnects and resumes
-		case e := <-queue:
-			// Gather what is already queued into one write and one flush.
-			n := 1
-			if len(queue) == 0 || e.Size() >= maxChunk {
-				if err := flush(e.Wire()); err != nil {
-					return err
-				}
-			} else {
-				// buf never grows past maxChunk: an event that would take it
-				// there is written from its own shared bytes after it.
-				buf = append(buf[:0], e.Wire()...)
-				var large *stream.Event
-				for ; n < maxBatch && len(queue) > 0 && large == nil; n++ {
-					next := <-queue
-					if len(buf)+next.Size() > maxChunk {
-						large = next
-						continue
-					}
-					buf = append(buf, next.Wire()...)
-				}
-				if err := flush(buf); err != nil {
-					return err
-				}
-				if large != nil {
-					if err := flush(large.Wire()); err != nil {
-						return err
-					}
-				}
+		case <-sub.Wake():
+			if evs = sub.Take(evs); len(evs) == 0 {
+				continue // an earlier Take got them
 			}
-			sub.Delivered(n)
-		case <-hb.C:
-			if err := flush(heartbeat); err != nil {
+			if err := out.send(nil, evs); err != nil {
 				return err
 			}
+			sub.Delivered(len(evs))
+			clear(evs) // an idle stream keeps no event alive
+		case <-beat:
+			beat = s.beats.beat(slot)
+			if err := out.flush(heartbeat); err != nil {
+				return err
+			}
+		case <-expired:
+			return nil // a clean end: the client reconnects and resumes
 		case <-sub.Done():
 			return nil
 		case <-ctx.Done():

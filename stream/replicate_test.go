@@ -40,14 +40,11 @@ func wireIDs(evs ...*stream.Event) string {
 }
 
 func drain(sub *stream.Subscription) []*stream.Event {
-	var evs []*stream.Event
-	for {
-		select {
-		case e := <-sub.Events():
-			evs = append(evs, e)
-		default:
-			return evs
-		}
+	select {
+	case <-sub.Wake():
+		return sub.Take(nil)
+	default:
+		return nil
 	}
 }
 

@@ -1,5 +1,12 @@
 package stream
 
+import "sync"
+
+// maxSpare bounds the queue array a subscription keeps between events: the
+// array a lagging client grew is dropped once it has caught up, so an idle
+// subscription holds a few words, not ClientBuffer slots.
+const maxSpare = 16
+
 // Subscription is one client's place in a key: the events still to deliver
 // (the backlog, then the bounded live queue) and a done channel the hub
 // closes to end it. The HTTP answer is the caller's: the hub hands out
@@ -7,8 +14,11 @@ package stream
 type Subscription struct {
 	keyState *keyState
 	ip       string
-	backlog  []*Event    // delivered first: resumed events or the snapshot
-	queue    chan *Event // live events; full means the client is too slow
+	backlog  []*Event // delivered first: resumed events or the snapshot
+	mu       sync.Mutex
+	queue    []*Event      // live events not yet taken; grows only while the client lags
+	limit    int           // most events queued; more means the client is too slow
+	wake     chan struct{} // holds a token while queue may be non-empty
 	done     chan struct{}
 	reason   string  // why done was closed; set before closing
 	denial   *Denial // set before done is closed on a denial
@@ -16,22 +26,33 @@ type Subscription struct {
 }
 
 func newSubscription(ks *keyState, buffer int) *Subscription {
-	return &Subscription{keyState: ks, queue: make(chan *Event, buffer), done: make(chan struct{})}
+	return &Subscription{keyState: ks, limit: buffer, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-// offer queues e unless the queue is full (the client is too slow); it is
-// called with the key's lock held, never blocks, and shares e's bytes.
+// offer queues e unless buffer events are already queued (the client is too
+// slow); it is called with the key's lock held, never blocks, and shares
+// e's bytes.
 func (s *Subscription) offer(e *Event) bool {
-	select {
-	case s.queue <- e:
-		return true
-	default:
+	s.mu.Lock()
+	if len(s.queue) >= s.limit {
+		s.mu.Unlock()
 		return false
 	}
+	s.queue = append(s.queue, e)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // a token is already waiting
+	}
+	return true
 }
 
 // free is how many more events the queue takes now.
-func (s *Subscription) free() int { return cap(s.queue) - len(s.queue) }
+func (s *Subscription) free() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.limit - len(s.queue)
+}
 
 // Subscribe admits a client of t from the address clientIP, resuming after
 // lastEventID as the client sent it (empty: none). A Last-Event-ID that is
@@ -74,7 +95,8 @@ func (s *Subscription) Denial() *Denial {
 }
 
 // Start counts the subscription as an open stream and returns its backlog
-// (a snapshot, or the events missed), which is delivered before Events.
+// (a snapshot, or the events missed), which is delivered before the live
+// events.
 func (s *Subscription) Start() []*Event {
 	if !s.started {
 		s.started = true
@@ -86,9 +108,27 @@ func (s *Subscription) Start() []*Event {
 	return b
 }
 
-// Events are the live events, in order. Their wire bytes are shared with
-// every other subscriber and the history: never modify them.
-func (s *Subscription) Events() <-chan *Event { return s.queue }
+// Wake holds a token once live events were queued since the last Take; a
+// Take after it may still find none (an earlier Take got them).
+func (s *Subscription) Wake() <-chan struct{} { return s.wake }
+
+// Take returns the live events queued since the last Take, in order, and
+// makes spare (the slice an earlier Take returned, done with) the queue's
+// array for reuse, so that delivery allocates nothing in the steady state.
+// The events' wire bytes are shared with every other subscriber and the
+// history: never modify them. Events taken no longer count against the
+// client's buffer.
+func (s *Subscription) Take(spare []*Event) []*Event {
+	clear(spare) // the queue must not keep delivered events alive
+	if cap(spare) > maxSpare {
+		spare = nil
+	}
+	s.mu.Lock()
+	evs := s.queue
+	s.queue = spare[:0]
+	s.mu.Unlock()
+	return evs
+}
 
 // Delivered counts n events written to the client.
 func (s *Subscription) Delivered(n int) { s.keyState.hub.metrics.delivered.Add(float64(n)) }

@@ -12,6 +12,10 @@
 //	ssebench -serve-floor 127.0.0.1:8444 -floor-metrics 127.0.0.1:9091
 //	ssebench -floor -url https://127.0.0.1:8444/events -metrics http://127.0.0.1:9091/metrics -clients 5000
 //
+// HTTP/1.1 streams, one connection each, as behind a load balancer: add
+// -http1 (TLS for an https -url; for cleartext, run the gateway with
+// SSEGATE_H2C=true and the floor with -floor-cleartext, and use http URLs).
+//
 // The load contract's scenario, N users with one tab each, one change per
 // user every M seconds, against pages that polled every T (-legacy-interval):
 //
@@ -56,6 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		users        = fs.Int("users", 1, "identities the clients are spread over (distinct keys)")
 		mux          = fs.Bool("mux", false, "multiplex streams over shared HTTP/2 connections (tabs of one browser)")
 		perConn      = fs.Int("streams-per-conn", 100, "streams per connection with -mux")
+		http1        = fs.Bool("http1", false, "open each stream on its own HTTP/1.1 connection, as behind a load balancer (TLS for an https -url, cleartext for http)")
 		changes      = fs.Int("changes", 5, "changes to time")
 		pause        = fs.Duration("pause", 0, "wait between changes (a soak runs -changes × -pause)")
 		changeUsers  = fs.Int("change-users", 0, "users each change touches; 0: all")
@@ -67,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		floor        = fs.Bool("floor", false, "target the floor server (-serve-floor) instead of ssegate")
 		serveFloor   = fs.String("serve-floor", "", "run the stock net/http floor server on this address and wait")
 		floorMetrics = fs.String("floor-metrics", "127.0.0.1:9091", "with -serve-floor: where to serve its /metrics")
+		floorClear   = fs.Bool("floor-cleartext", false, "with -serve-floor: serve cleartext HTTP/1.1 instead of TLS (HTTP/2 and HTTP/1.1)")
 		steady       = fs.Bool("steady", false, "the load contract's scenario: -users users with one stream each, each changing every -every, measured for -duration after -warmup")
 		every        = fs.Duration("every", 2*time.Minute, "with -steady: time between two changes of one user")
 		warmup       = fs.Duration("warmup", 0, "with -steady: changes before measuring; 0: -legacy-interval")
@@ -79,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	if *serveFloor != "" {
-		if err := runFloor(ctx, *serveFloor, *floorMetrics, stderr); err != nil {
+		if err := runFloor(ctx, *serveFloor, *floorMetrics, *floorClear, stderr); err != nil {
 			fmt.Fprintln(stderr, "ssebench:", err)
 			return 1
 		}
@@ -89,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	urls := strings.Split(*url, ",")
 	*url = urls[0]
 	opts := bench.Options{
-		URLs: urls, URL: *url, Clients: *clients, Users: *users, Multiplex: *mux, StreamsPerConn: *perConn,
+		URLs: urls, URL: *url, Clients: *clients, Users: *users, Multiplex: *mux, StreamsPerConn: *perConn, HTTP1: *http1,
 		Changes: *changes, Pause: *pause, ChangeUsers: *changeUsers, Timeout: *timeout, Metrics: *metrics,
 		LegacyInterval: *legacy, Log: stderr,
 	}
@@ -175,8 +181,11 @@ func printTable(w io.Writer, r bench.Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
 	mode := "one TLS connection per client"
-	if r.Multiplex {
+	switch {
+	case r.Multiplex:
 		mode = "multiplexed"
+	case r.HTTP1:
+		mode = "one HTTP/1.1 connection per client"
 	}
 	row("streams", "%d over %d connections (%s), %d users", r.Clients, r.Connections, mode, r.Users)
 	row("opened / failed", "%d / %d in %.1fs", r.Opened, r.Failed, r.OpenSeconds)
@@ -186,7 +195,7 @@ func printTable(w io.Writer, r bench.Report) {
 		row("fan-out from fetch p50/p99/max", "%.1f / %.1f / %.1f ms", r.FanoutP50MS, r.FanoutP99MS, r.FanoutMaxMS)
 	}
 	if r.RSSMB > 0 {
-		row("server RSS", "%.1f MB (%.1f KB per stream, %.1f KB per connection; heap %.1f KB per stream)", r.RSSMB, r.RSSPerStreamKB, r.RSSPerConnKB, r.HeapPerStream)
+		row("server RSS", "%.1f MB (%.1f KB per stream, %.1f KB per connection; heap %.1f KB, stacks %.1f KB per stream)", r.RSSMB, r.RSSPerStreamKB, r.RSSPerConnKB, r.HeapPerStream, r.StackPerStream)
 		row("server goroutines / fds", "%.0f / %.0f", r.Goroutines, r.OpenFDs)
 		row("at the end: RSS / goroutines / fds", "%.1f MB / %.0f / %.0f", r.RSSEndMB, r.GoroutinesEnd, r.OpenFDsEnd)
 	}
@@ -231,9 +240,9 @@ func runSteady(ctx context.Context, o bench.SteadyOptions, asJSON bool, stdout, 
 	return 0
 }
 
-// runFloor serves the floor server over HTTP/2 TLS, and its process
-// metrics, until ctx is done.
-func runFloor(ctx context.Context, addr, metricsAddr string, log io.Writer) error {
+// runFloor serves the floor server over TLS (HTTP/2 and HTTP/1.1), or
+// cleartext HTTP/1.1, and its process metrics, until ctx is done.
+func runFloor(ctx context.Context, addr, metricsAddr string, cleartext bool, log io.Writer) error {
 	cert, _, _, err := certs.EnsureSelfSigned(os.TempDir()+"/ssebench-floor", []string{"localhost", "127.0.0.1"}, time.Now(), nil)
 	if err != nil {
 		return err
@@ -242,15 +251,21 @@ func runFloor(ctx context.Context, addr, metricsAddr string, log io.Writer) erro
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var protos http.Protocols
 	protos.SetHTTP1(true)
-	protos.SetHTTP2(true)
+	protos.SetHTTP2(!cleartext)
 	srv := &http.Server{Addr: addr, Handler: bench.NewFloor(), Protocols: &protos,
 		TLSConfig: certs.TLSConfig(certs.Static{Cert: cert}.GetCertificate), ReadHeaderTimeout: 10 * time.Second}
 	msrv := &http.Server{Addr: metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
 	go msrv.ListenAndServe()
 	defer msrv.Close()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServeTLS("", "") }()
-	fmt.Fprintf(log, "floor server on https://%s/events, metrics on http://%s/metrics\n", addr, metricsAddr)
+	scheme := "https"
+	if cleartext {
+		scheme = "http"
+		go func() { errc <- srv.ListenAndServe() }()
+	} else {
+		go func() { errc <- srv.ListenAndServeTLS("", "") }()
+	}
+	fmt.Fprintf(log, "floor server on %s://%s/events, metrics on http://%s/metrics\n", scheme, addr, metricsAddr)
 	select {
 	case <-ctx.Done():
 		return srv.Close()

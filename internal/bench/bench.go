@@ -1,6 +1,7 @@
 // Package bench measures an SSE gateway the way its users load it: N
 // event streams over HTTP/2 TLS, one connection each (separate browsers) or
-// multiplexed (tabs of one browser), spread over K identities; one change
+// multiplexed (tabs of one browser), or over HTTP/1.1, one connection each
+// (behind a load balancer), spread over K identities; one change
 // at a time in an upstream the benchmark controls, timed to every client.
 // cmd/ssebench is its command line; a smoke test runs it in CI.
 package bench
@@ -9,6 +10,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,6 +40,10 @@ type Options struct {
 	// otherwise every client has its own TLS connection.
 	Multiplex      bool
 	StreamsPerConn int
+	// HTTP1 opens every stream on its own HTTP/1.1 connection, as a load
+	// balancer in front of the server does: over TLS for an https URL,
+	// cleartext for an http one. Not with Multiplex.
+	HTTP1 bool
 	// Changes is how many changes to time, one after another.
 	Changes int
 	// ChangeUsers is how many users each change touches (default all); each
@@ -74,6 +80,7 @@ type Report struct {
 	Clients       int     `json:"clients"`
 	Users         int     `json:"users"`
 	Multiplex     bool    `json:"multiplex"`
+	HTTP1         bool    `json:"http1,omitempty"`
 	Connections   int     `json:"connections"`
 	Opened        int     `json:"opened"`
 	Failed        int     `json:"failed"`
@@ -94,6 +101,7 @@ type Report struct {
 	RSSPerConnKB   float64 `json:"rss_per_connection_kb,omitempty"`
 	RSSPerStreamKB float64 `json:"rss_per_stream_kb,omitempty"`
 	HeapPerStream  float64 `json:"heap_per_stream_kb,omitempty"`
+	StackPerStream float64 `json:"stack_per_stream_kb,omitempty"`
 	RSSMB          float64 `json:"rss_mb,omitempty"`
 	Goroutines     float64 `json:"goroutines,omitempty"`
 	OpenFDs        float64 `json:"open_fds,omitempty"`
@@ -141,7 +149,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			fmt.Fprintf(o.Log, format+"\n", args...)
 		}
 	}
-	rep := Report{Clients: o.Clients, Users: o.Users, Multiplex: o.Multiplex, Changes: o.Changes}
+	if o.HTTP1 && o.Multiplex {
+		return Report{}, errors.New("bench: HTTP/1.1 streams cannot be multiplexed")
+	}
+	rep := Report{Clients: o.Clients, Users: o.Users, Multiplex: o.Multiplex, HTTP1: o.HTTP1, Changes: o.Changes}
 
 	before := scrape(o.Metrics)
 	ctx, cancel := context.WithCancel(ctx)
@@ -152,6 +163,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	newTransport := func() *http.Transport {
 		tr := insecureTransport()
 		tr.MaxConnsPerHost = 1
+		if o.HTTP1 {
+			tr.ForceAttemptHTTP2 = false
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // no h2 in ALPN
+		}
 		transports = append(transports, tr)
 		return tr
 	}
@@ -192,7 +207,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := c.open(ctx, trs[i], urls[i%len(urls)], host)
+			err := c.open(ctx, trs[i], urls[i%len(urls)], host, o.HTTP1)
 			<-sem
 			if err != nil {
 				failed.Add(1)
@@ -306,6 +321,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		rep.RSSPerStreamKB = rss / 1024 / float64(rep.Opened)
 		rep.RSSPerConnKB = rss / 1024 / float64(rep.Connections)
 		rep.HeapPerStream = (idle["go_memstats_heap_inuse_bytes"] - before["go_memstats_heap_inuse_bytes"]) / 1024 / float64(rep.Opened)
+		rep.StackPerStream = (idle["go_memstats_stack_inuse_bytes"] - before["go_memstats_stack_inuse_bytes"]) / 1024 / float64(rep.Opened)
 		rep.RSSMB = idle["process_resident_memory_bytes"] / (1 << 20)
 		rep.Goroutines = idle["go_goroutines"]
 		rep.OpenFDs = idle["process_open_fds"]
@@ -341,7 +357,7 @@ func percentiles(ds []time.Duration) (p50, p99, maxMS float64) {
 // ItemID is the id of the item change n adds.
 func ItemID(n int) int { return 1_000_000 + n }
 
-func (c *client) open(ctx context.Context, tr *http.Transport, url, host string) error {
+func (c *client) open(ctx context.Context, tr *http.Transport, url, host string, http1 bool) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -359,9 +375,13 @@ func (c *client) open(ctx context.Context, tr *http.Transport, url, host string)
 		resp.Body.Close()
 		return fmt.Errorf("status %s", resp.Status)
 	}
-	if resp.ProtoMajor != 2 {
+	want := 2
+	if http1 {
+		want = 1
+	}
+	if resp.ProtoMajor != want {
 		resp.Body.Close()
-		return fmt.Errorf("got %s, want HTTP/2", resp.Proto)
+		return fmt.Errorf("got %s, want HTTP/%d", resp.Proto, want)
 	}
 	go c.read(resp.Body)
 	return nil

@@ -17,7 +17,13 @@ import (
 // once per key per change, whatever the number of clients. No timing is
 // asserted; BENCHMARKS.md has the figures.
 func TestSmoke(t *testing.T) {
-	const clients, users, changes = 300, 3, 3
+	t.Run("http2", func(t *testing.T) { smoke(t, 300, false) })
+	// Each stream its own HTTP/1.1 connection, as behind a load balancer.
+	t.Run("http1", func(t *testing.T) { smoke(t, 60, true) })
+}
+
+func smoke(t *testing.T, clients int, http1 bool) {
+	const users, changes = 3, 3
 	up := bench.NewUpstream(users)
 	upSrv := httptest.NewServer(up)
 	defer upSrv.Close()
@@ -44,7 +50,7 @@ func TestSmoke(t *testing.T) {
 	nudge := bench.Nudger("http://"+l.Metrics.String()+"/.well-known/ssegate/nudge", token)
 	rep, err := bench.Run(ctx, bench.Options{
 		URL:     "https://" + l.Main.String() + "/api/notifications",
-		Clients: clients, Users: users, Changes: changes,
+		Clients: clients, Users: users, Changes: changes, HTTP1: http1,
 		Metrics:       "http://" + l.Metrics.String() + "/metrics",
 		UpstreamPolls: up.TotalPolls,
 		FetchedAt:     up.FetchedAt,

@@ -112,7 +112,7 @@ func RunSteady(ctx context.Context, o SteadyOptions) (SteadyReport, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := c.open(ctx, tr, o.URL, ""); err != nil {
+			if err := c.open(ctx, tr, o.URL, "", false); err != nil {
 				c.err = err
 				failed.Add(1)
 			}
