@@ -158,6 +158,9 @@ func (k *sharedKey) Store(ctx context.Context, w poller.Write) error {
 	return nil
 }
 
+// Forget implements poller.SharedKey.
+func (k *sharedKey) Forget(ctx context.Context) error { return k.e.Forget(ctx, k.id) }
+
 // Close implements poller.SharedKey: it releases the lease (another
 // replica with clients takes over at once) and stops following.
 func (k *sharedKey) Close() {
