@@ -456,9 +456,11 @@ func TestFollowersGetEachEventOnceInOrder(t *testing.T) {
 		}
 	}
 	// The writer's own follower got its appends without a read, bodies too.
+	cols[0].mu.Lock()
 	if cols[0].bodies[pos.Last] != "body39" {
 		t.Errorf("writer's follower has body %q at the end", cols[0].bodies[pos.Last])
 	}
+	cols[0].mu.Unlock()
 	if got := testutil.ToFloat64(b.metrics.eventsRead); got < float64(len(want)) {
 		t.Errorf("B ssegate_redis_events_read_total = %v, want at least %d", got, len(want))
 	}
