@@ -59,6 +59,9 @@ type Follower struct {
 	stopped bool
 }
 
+// errFollowed: the key has a follower on this engine already.
+var errFollowed = errors.New("followed already")
+
 // Follow starts delivering key's history to fn, which is called from one
 // goroutine at a time and must return soon; it must not call the
 // follower's Stop. The first update is a Reset with the key's state, as
@@ -81,7 +84,7 @@ func (e *Engine) Follow(key string, fn func(Update)) (*Follower, error) {
 	if e.followers[f.channel] != nil {
 		e.mu.Unlock()
 		f.cancel()
-		return nil, fmt.Errorf("fleet: key %s is followed already", key)
+		return nil, fmt.Errorf("fleet: key %s: %w", key, errFollowed)
 	}
 	e.followers[f.channel] = f
 	ps := e.ps

@@ -75,6 +75,19 @@ func (e *Engine) Release(ctx context.Context, key string) error {
 	})
 }
 
+// Forget deletes the key's state and history if this replica holds its
+// lease: the upstream denied the key, and no replica may hand the stored
+// body to a client that joins as if the upstream had not. The next replica
+// to poll it starts from nothing: a denial again, or a new epoch.
+func (e *Engine) Forget(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	return e.do(ctx, opAppend, func(ctx context.Context) error {
+		return forgetScript.Run(ctx, e.rdb, []string{e.names.lease(key), e.names.state(key), e.names.events(key)}, e.token).Err()
+	})
+}
+
 func (e *Engine) setHeld(key string, held bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -48,6 +48,14 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
 `)
 
+// forgetScript: compare-and-delete of a key's state and history by its
+// lease holder. KEYS lease, state, events; ARGV token.
+var forgetScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+return 1
+`)
+
 // Every append draws a random tag, stored with each of its events (field h)
 // and as the state's tag. A position is the triple (epoch, id, tag): if a
 // Redis failover loses the newest appends and a writer then reuses their ids

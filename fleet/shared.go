@@ -39,6 +39,7 @@ type sharedKey struct {
 	ctx    context.Context // the lease loop's
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	closed chan struct{} // closed when Close has returned
 
 	// Owned by the poller's goroutine (Turn, Store, Close).
 	pos     Position      // where the next Store appends
@@ -48,9 +49,17 @@ type sharedKey struct {
 // Join implements poller.Shared.
 func (s sharedPolls) Join(t stream.Target, pub stream.Publisher) (poller.SharedKey, error) {
 	e := s.e
-	k := &sharedKey{e: e, id: t.Key.ID(), pub: pub, lease: e.NewLease(t.Key.ID()), start: time.Now()}
+	k := &sharedKey{e: e, id: t.Key.ID(), pub: pub, lease: e.NewLease(t.Key.ID()), start: time.Now(), closed: make(chan struct{})}
 	k.ctx, k.cancel = context.WithCancel(e.ctx)
 	f, err := e.Follow(k.id, k.update)
+	// The key's previous life in this replica's hub (its linger ran out,
+	// or it was denied, just before this client came) may still be
+	// closing: wait for it rather than poll alone for as long as the key
+	// lives. Its Close takes a release and an unsubscribe at most.
+	for deadline := time.Now().Add(5 * e.opts.Timeout); errors.Is(err, errFollowed) && time.Now().Before(deadline); {
+		e.waitClosed(k.id, time.Until(deadline))
+		f, err = e.Follow(k.id, k.update)
+	}
 	if err != nil {
 		k.cancel()
 		return nil, err
@@ -68,6 +77,30 @@ func (s sharedPolls) Join(t stream.Target, pub stream.Publisher) (poller.SharedK
 		k.lease.Run(k.ctx)
 	}()
 	return k, nil
+}
+
+// waitClosed waits at most d for the sharedKey of id that this engine has
+// (if any) to be closed.
+func (e *Engine) waitClosed(id string, d time.Duration) {
+	var closed chan struct{}
+	e.mu.Lock()
+	for k := range e.shared {
+		if k.id == id {
+			closed = k.closed
+		}
+	}
+	e.mu.Unlock()
+	if closed == nil {
+		// Not registered yet, or just gone: look again in a moment.
+		d = min(d, 10*time.Millisecond)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-closed:
+	case <-t.C:
+	case <-e.ctx.Done():
+	}
 }
 
 // update hands the follower's news to the hub, encoding each event once for
@@ -158,6 +191,9 @@ func (k *sharedKey) Store(ctx context.Context, w poller.Write) error {
 	return nil
 }
 
+// Forget implements poller.SharedKey.
+func (k *sharedKey) Forget(ctx context.Context) error { return k.e.Forget(ctx, k.id) }
+
 // Close implements poller.SharedKey: it releases the lease (another
 // replica with clients takes over at once) and stops following.
 func (k *sharedKey) Close() {
@@ -168,6 +204,7 @@ func (k *sharedKey) Close() {
 	k.e.mu.Lock()
 	delete(k.e.shared, k)
 	k.e.mu.Unlock()
+	close(k.closed)
 }
 
 // leaderless reports whether no replica has held the key's lease for longer

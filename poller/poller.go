@@ -290,6 +290,14 @@ func (p *Poller) runTurn(ctx context.Context, t stream.Target, pub stream.Publis
 		p.report(log, st, res)
 		switch {
 		case res.outcome == Denied:
+			if shared {
+				// Before the hub forgets the key: a client that joins
+				// any replica next must get the denial, not the body
+				// stored for the fleet.
+				if err := sk.Forget(ctx); err != nil {
+					log.Warn("forgetting a denied key's state in the fleet failed", "err", err)
+				}
+			}
 			pub.Deny(stream.Denial{Status: res.status, Header: res.header, Body: res.body})
 			return true
 		case res.outcome.failed():

@@ -27,6 +27,10 @@ type SharedKey interface {
 	// turn (another replica wrote meanwhile, or the store is unreachable):
 	// nothing was written that the next turn does not read back.
 	Store(ctx context.Context, w Write) error
+	// Forget drops the key's stored state during a shared turn: the
+	// upstream denied the key, and no replica may serve the stored body
+	// to a client that joins later as if it had not.
+	Forget(ctx context.Context) error
 	// Close stops sharing the key.
 	Close()
 }

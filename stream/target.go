@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Key identifies the clients that share one poller: those for whom the
@@ -69,7 +70,7 @@ type Target struct {
 // so that a key (or its String) never reveals a credential, even to someone
 // who can guess candidate cookies.
 type Keyer struct {
-	secret        []byte
+	secret        atomic.Pointer[[]byte]
 	headers       []string // canonical header names, in configured order
 	keyByClientIP bool
 }
@@ -95,15 +96,25 @@ func NewKeyer(identityHeaders []string) *Keyer {
 
 // NewKeyerWith returns a Keyer configured by opts.
 func NewKeyerWith(opts KeyerOptions) *Keyer {
-	k := &Keyer{secret: bytes.Clone(opts.Secret), keyByClientIP: opts.KeyByClientIP}
-	if len(k.secret) == 0 {
-		k.secret = make([]byte, 32)
-		rand.Read(k.secret) // never fails (crypto/rand since Go 1.24)
+	k := &Keyer{keyByClientIP: opts.KeyByClientIP}
+	secret := bytes.Clone(opts.Secret)
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		rand.Read(secret) // never fails (crypto/rand since Go 1.24)
 	}
+	k.secret.Store(&secret)
 	for _, h := range opts.IdentityHeaders {
 		k.headers = append(k.headers, http.CanonicalHeaderKey(h))
 	}
 	return k
+}
+
+// SetSecret replaces the secret for the keys derived from now on: a replica
+// that started while the fleet's Redis was unreachable takes the fleet's
+// secret once it answers. Keys derived before keep their names.
+func (k *Keyer) SetSecret(secret []byte) {
+	s := bytes.Clone(secret)
+	k.secret.Store(&s)
 }
 
 // IsForwardingHeader reports whether a header describes the path a request
@@ -161,7 +172,7 @@ func (k *Keyer) HasIdentity(t Target, value string) bool {
 // matches it: how a nudge for one user travels to other replicas without
 // the credential.
 func (k *Keyer) IdentityMAC(value string) []byte {
-	m := hmac.New(sha256.New, k.secret)
+	m := hmac.New(sha256.New, *k.secret.Load())
 	m.Write([]byte("nudge identity\x00"))
 	m.Write([]byte(value))
 	return m.Sum(nil)
@@ -201,7 +212,7 @@ func identityValues(t Target, f func(string)) {
 // length-prefixed, so no two different identities hash alike by shifting
 // bytes between headers or values.
 func (k *Keyer) identity(id, fwd http.Header) [32]byte {
-	m := hmac.New(sha256.New, k.secret)
+	m := hmac.New(sha256.New, *k.secret.Load())
 	for _, name := range k.headers {
 		writeValues(m, id[name])
 	}

@@ -474,3 +474,49 @@ func TestFleet(t *testing.T) {
 		}
 	}
 }
+
+// A replica started while Redis is down joins the fleet once Redis is up:
+// its clients' keys are the others' (the same ids), not its own for as long
+// as it runs.
+func TestFleetReplicaStartedWithoutRedisJoins(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three processes")
+	}
+	bin := needRedisServer(t)
+	redisAddr := freePort(t)
+	api := legacyapi.New()
+	api.Add("ann", `{"id":1,"text":"n1"}`)
+	up := httptest.NewServer(api)
+	defer up.Close()
+	env := []string{
+		"SSEGATE_UPSTREAM_URL=" + up.URL, "SSEGATE_CERT_DIR=" + t.TempDir(),
+		"SSEGATE_REDIS_URL=redis://" + redisAddr + "/0", "SSEGATE_LEASE_TIME=1s",
+		"SSEGATE_POLL_INTERVAL=300ms", "SSEGATE_POLL_INTERVAL_MAX=300ms", "SSEGATE_LEGACY_INTERVAL=0",
+	}
+	early := startReplica(t, "early", env...) // Redis is not there yet
+	startRedis(t, bin, redisAddr)
+	late := startReplica(t, "late", env...)
+	for deadline := time.Now().Add(15 * time.Second); early.metric(t, "ssegate_cluster_connected") != 1; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the early replica did not connect to Redis")
+		}
+	}
+	epochOf := func(r *replica) string {
+		t.Helper()
+		c := openClient(t, r, "ann", "")
+		defer c.body.Close()
+		c.sync([]string{"1"}, 10*time.Second)
+		ep, _, _ := strings.Cut(c.last, "-")
+		return ep
+	}
+	// Keys opened once Redis answered are the fleet's, on either replica.
+	var a, b string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if a, b = epochOf(late), epochOf(early); a == b {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica started without Redis names ann's key apart from the fleet: epochs %s and %s", a, b)
+		}
+	}
+}

@@ -179,7 +179,7 @@ func build(cfg config.Config, opts Options) (_ *gateway, err error) {
 	}
 	if g.fleet != nil {
 		g.fleetDone = make(chan struct{})
-		go g.followFleet(keyer)
+		go g.followFleet(keyer, secret == nil)
 	}
 	front, err := proxy.New(proxy.Options{
 		Upstream:       g.upstream,

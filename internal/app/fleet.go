@@ -17,8 +17,8 @@ import (
 // openFleet connects to the fleet's Redis and returns the key secret the
 // replicas share: SSEGATE_KEY_SECRET, else the one in Redis. An unreachable
 // Redis is not an error (the gateway polls alone until it answers), but
-// without a configured secret this replica's keys then differ from the
-// fleet's for as long as it runs, so that is logged loudly.
+// without a configured secret this replica's keys differ from the fleet's
+// until it answers (followFleet reads the secret then), so that is logged.
 func openFleet(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*fleet.Engine, []byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -38,7 +38,7 @@ func openFleet(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (
 	}
 	secret, err := e.KeySecret(ctx)
 	if err != nil {
-		log.Error("no key secret from Redis: this replica's keys will not be shared with the fleet until it restarts; set SSEGATE_KEY_SECRET to avoid this", "err", err)
+		log.Error("no key secret from Redis: this replica's keys are not shared with the fleet until Redis answers; set SSEGATE_KEY_SECRET to avoid this", "err", err)
 		return e, nil, nil
 	}
 	return e, secret, nil
@@ -46,14 +46,42 @@ func openFleet(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (
 
 // followFleet relays nudges from other replicas to the hub and keeps this
 // replica's share of the upstream budget as replicas come and go, until
-// the engine closes.
-func (g *gateway) followFleet(keyer *stream.Keyer) {
+// the engine closes. needSecret: Redis did not answer at start, so the
+// keyer's secret is this replica's own until the fleet's is read.
+func (g *gateway) followFleet(keyer *stream.Keyer, needSecret bool) {
 	defer close(g.fleetDone)
 	nudges := g.fleet.Nudges()
 	n, changed := g.fleet.LiveReplicas()
 	g.log.Info("fleet", "connected", g.fleet.Connected(), "replicas", n)
+	if g.cfg.UpstreamMaxRPS > 0 {
+		// The count may have changed since the poller was made.
+		g.src.SetMaxRPS(g.fleet.Share(g.cfg.UpstreamMaxRPS))
+	}
+	var connCh <-chan struct{}
+	var retry <-chan time.Time
+	if needSecret {
+		retry = time.After(0)
+	}
 	for {
 		select {
+		case <-connCh:
+			connCh, retry = nil, time.After(0)
+		case <-retry:
+			retry = nil
+			up, ch := g.fleet.WatchConnected()
+			if !up {
+				connCh = ch
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			secret, err := g.fleet.KeySecret(ctx)
+			cancel()
+			if err != nil {
+				retry = time.After(time.Second)
+				continue
+			}
+			keyer.SetSecret(secret)
+			g.log.Info("key secret read from Redis: this replica's keys are shared with the fleet from now on")
 		case p, ok := <-nudges:
 			if !ok {
 				return // the engine closed

@@ -1,0 +1,108 @@
+package fleet
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ssegate/ssegate/poller"
+	"github.com/ssegate/ssegate/stream"
+)
+
+// replicaHub is one replica's hub and poller on an engine.
+func replicaHub(t *testing.T, e *Engine) *stream.Hub {
+	t.Helper()
+	p := poller.New(poller.Options{Interval: 50 * time.Millisecond, IntervalMax: 50 * time.Millisecond, Shared: e.Shared()})
+	h := stream.NewHub(p, stream.Options{HistorySize: 100})
+	t.Cleanup(func() { h.Close(); p.Close() })
+	return h
+}
+
+// waitStart waits for sub's first outcome, as the proxy does: its first
+// event (its backlog, or what is queued once it is placed), or its denial.
+func waitStart(t *testing.T, sub *stream.Subscription) ([]*stream.Event, *stream.Denial) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	select {
+	case <-sub.Ready():
+	case <-sub.Done():
+	case <-timeout:
+		t.Fatal("no outcome within 5s")
+	}
+	if d := sub.Denial(); d != nil {
+		return nil, d
+	}
+	if evs := sub.Start(); len(evs) > 0 {
+		return evs, nil
+	}
+	select {
+	case e := <-sub.Events():
+		return []*stream.Event{e}, nil
+	case <-sub.Done():
+		return nil, sub.Denial()
+	case <-timeout:
+		t.Fatal("no event or denial within 5s")
+	}
+	return nil, nil
+}
+
+// A key the upstream denied is denied on every replica: a client that joins
+// another replica afterwards gets the denial, never the body the fleet
+// stored before it.
+func TestDeniedKeyIsNotServedFromTheFleetsState(t *testing.T) {
+	v := newEnv(t)
+	a, b := v.open(), v.open()
+	var denied atomic.Bool
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if denied.Load() {
+			http.Error(w, "revoked", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`[{"id":1,"secret":"s3cr3t"}]`))
+	}))
+	defer up.Close()
+	u, _ := url.Parse(up.URL + "/items")
+	keyer := stream.NewKeyerWith(stream.KeyerOptions{IdentityHeaders: []string{"Authorization"}, Secret: []byte("0123456789abcdef0123456789abcdef")})
+	target := keyer.Target("/items", u, http.Header{"Authorization": {"Bearer ann"}})
+	ha, hb := replicaHub(t, a), replicaHub(t, b)
+
+	sub, err := ha.Subscribe(target, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if evs, d := waitStart(t, sub); d != nil || len(evs) != 1 || evs[0].Kind != stream.KindSnapshot {
+		t.Fatalf("first client: backlog %v, denial %v; want a snapshot", evs, d)
+	}
+	eventually(t, 2*time.Second, "the body is stored in Redis", func() bool {
+		_, ok, _ := a.State(bg, target.Key.ID())
+		return ok
+	})
+
+	denied.Store(true)
+	select {
+	case <-sub.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first client's stream did not end on the denial")
+	}
+	if sub.Denial() == nil {
+		t.Fatal("the first client's stream ended without the denial")
+	}
+
+	// A client of the same identity on another replica, which never had
+	// the key: the upstream says 401, so must the gateway.
+	sub2, err := hb.Subscribe(target, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub2.Close()
+	if evs, d := waitStart(t, sub2); d == nil {
+		t.Fatalf("a client joining another replica after the denial got %d events (%s), not the denial", len(evs), evs[0].Wire())
+	} else if d.Status != http.StatusUnauthorized {
+		t.Errorf("denial status %d, want 401", d.Status)
+	}
+}
