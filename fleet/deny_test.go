@@ -38,15 +38,20 @@ func waitStart(t *testing.T, sub *stream.Subscription) ([]*stream.Event, *stream
 	if evs := sub.Start(); len(evs) > 0 {
 		return evs, nil
 	}
-	select {
-	case e := <-sub.Events():
-		return []*stream.Event{e}, nil
-	case <-sub.Done():
-		return nil, sub.Denial()
-	case <-timeout:
-		t.Fatal("no event or denial within 5s")
+	for {
+		select {
+		case <-sub.Wake():
+			if evs := sub.Take(nil); len(evs) > 0 {
+				return evs, nil
+			}
+			continue // an empty wake: an earlier Take had them
+		case <-sub.Done():
+			return nil, sub.Denial()
+		case <-timeout:
+			t.Fatal("no event or denial within 5s")
+		}
+		return nil, nil
 	}
-	return nil, nil
 }
 
 // A key the upstream denied is denied on every replica: a client that joins
