@@ -109,7 +109,7 @@ type Engine struct {
 	metrics *metrics
 
 	connected watched[bool]
-	replicas  watched[int]
+	load      watched[fleetLoad]
 
 	subMu     sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE of followers
 	mu        sync.Mutex
@@ -150,7 +150,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Engine, error) {
 	}
 	e.metrics = newMetrics(opts.Registerer, e.leaderless)
 	e.names = names{prefix: opts.Prefix}
-	e.replicas.set(1)
+	e.load.set(fleetLoad{replicas: 1})
 	// Fail fast: one dial attempt, no retries; the caller falls back to
 	// local polling and the probe loop reconnects.
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout, ro.PoolTimeout = opts.Timeout, opts.Timeout, opts.Timeout, opts.Timeout

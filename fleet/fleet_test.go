@@ -712,3 +712,20 @@ func TestOwnAppendAfterAnotherWritersIsRead(t *testing.T) {
 		t.Errorf("A's follower got %s", got)
 	}
 }
+
+// The budget is shared by the leases each replica holds, plus one each:
+// a replica polling most keys gets most of it.
+func TestShareFollowsLeases(t *testing.T) {
+	v := newEnv(t)
+	a, b := v.open(), v.open()
+	c := v.open()
+	for _, k := range []string{"k1", "k2"} {
+		if held, _, err := a.TryAcquire(context.Background(), k); err != nil || !held {
+			t.Fatalf("acquire %s: %v, %v", k, held, err)
+		}
+	}
+	// a: (2+1) of (2 leases + 3 replicas); b and c: 1 of 5 each.
+	eventually(t, 3*time.Second, "shares by leases", func() bool {
+		return a.Share(30) == 18 && b.Share(30) == 6 && c.Share(30) == 6
+	})
+}

@@ -19,6 +19,7 @@ func (n names) nudge() string               { return n.prefix + "nudge" }
 func (n names) probe(replica string) string { return n.prefix + "probe:" + replica }
 func (n names) replicas() string            { return n.prefix + "{fleet}:replicas" }
 func (n names) secret() string              { return n.prefix + "{fleet}:secret" }
+func (n names) leases() string              { return n.prefix + "{fleet}:leases" }
 
 var errBadKey = errors.New("fleet: key id must be 1 to 128 of [0-9A-Za-z_-]")
 

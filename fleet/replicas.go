@@ -12,38 +12,58 @@ import (
 // replicaTTL is how long an announcement lasts: a few missed probes.
 func (e *Engine) replicaTTL() time.Duration { return 5 * e.opts.ProbeInterval }
 
-// heartbeat announces this replica and counts the live ones; the pub/sub
-// loop calls it after each answered probe.
+// fleetLoad is what the replicas announce: how many are live, and how many
+// leases they hold in all, which weighs their shares of the budget.
+type fleetLoad struct{ replicas, leases int }
+
+// heartbeat announces this replica and the leases it holds, and counts the
+// live replicas and their leases; the pub/sub loop calls it after each
+// answered probe.
 func (e *Engine) heartbeat() {
-	var n int64
+	e.mu.Lock()
+	held := len(e.held)
+	e.mu.Unlock()
+	var res []any
 	err := e.do(e.ctx, opReplica, func(ctx context.Context) (err error) {
-		n, err = heartbeatScript.Run(ctx, e.rdb, []string{e.names.replicas()}, e.token, e.replicaTTL().Milliseconds()).Int64()
+		res, err = heartbeatScript.Run(ctx, e.rdb, []string{e.names.replicas(), e.names.leases()},
+			e.token, e.replicaTTL().Milliseconds(), held).Slice()
 		if err != nil {
 			return err
 		}
 		return e.keepSecret(ctx)
 	})
-	if err == nil {
-		e.replicas.set(int(max(n, 1)))
+	if err == nil && len(res) == 2 {
+		e.load.set(fleetLoad{replicas: int(max(num(res[0]), 1)), leases: int(max(num(res[1]), 0))})
 	}
 }
 
 // leave withdraws this replica's announcement.
 func (e *Engine) leave(ctx context.Context) error {
 	return e.do(ctx, opReplica, func(ctx context.Context) error {
-		return heartbeatScript.Run(ctx, e.rdb, []string{e.names.replicas()}, e.token, 0).Err()
+		return heartbeatScript.Run(ctx, e.rdb, []string{e.names.replicas(), e.names.leases()}, e.token, 0, 0).Err()
 	})
 }
 
 // LiveReplicas is the number of replicas that announced themselves lately
-// (this one included), and a channel closed when it changes. While Redis
-// is unreachable it keeps the last number seen: the upstream's capacity
-// does not grow when Redis fails.
-func (e *Engine) LiveReplicas() (int, <-chan struct{}) { return e.replicas.get() }
+// (this one included), and a channel closed when it or the leases they
+// hold change. While Redis is unreachable it keeps the last values seen:
+// the upstream's capacity does not grow when Redis fails.
+func (e *Engine) LiveReplicas() (int, <-chan struct{}) {
+	l, ch := e.load.get()
+	return l.replicas, ch
+}
 
-// Share is this replica's part of a fleet-wide rate: maxRPS divided by the
-// live replicas (0 stays 0, no cap).
+// Share is this replica's part of a fleet-wide rate (0 stays 0, no cap),
+// weighed by the leases each replica holds plus one: leases gather on the
+// replicas whose clients came first, and an even split would leave the
+// keys of a busy replica starving while the others' shares went unused.
+// Each replica keeps a part for the first polls of new keys. The shares
+// add up to maxRPS, give or take the leases that changed hands since the
+// last heartbeat (a second).
 func (e *Engine) Share(maxRPS float64) float64 {
-	n, _ := e.LiveReplicas()
-	return maxRPS / float64(max(n, 1))
+	l, _ := e.load.get()
+	e.mu.Lock()
+	held := len(e.held)
+	e.mu.Unlock()
+	return maxRPS * float64(held+1) / float64(max(l.leases+l.replicas, held+1))
 }

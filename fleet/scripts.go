@@ -189,9 +189,10 @@ return {1, cur[1], cur[2], cur[3] or '', cur[4] or '', cur[5] or '', cur[6] or '
 `)
 
 // heartbeatScript announces a replica until ARGV ms from now (by the
-// server's clock, so replicas' clocks may disagree) or, with 0, withdraws
-// it, and counts the replicas announced.
-// KEYS replicas; ARGV token, ms.
+// server's clock, so replicas' clocks may disagree) with the number of
+// leases it holds, or, with 0 ms, withdraws it; it returns the replicas
+// announced and the leases they hold in all.
+// KEYS replicas, leases; ARGV token, ms, leases held.
 var heartbeatScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -200,8 +201,20 @@ local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('ZADD', KEYS[1], string.format('%d', now + ttl), ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
 else
   redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
 end
-return redis.call('ZCARD', KEYS[1])
+local leases = 0
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  if redis.call('ZSCORE', KEYS[1], all[i]) then
+    leases = leases + tonumber(all[i + 1])
+  else
+    redis.call('HDEL', KEYS[2], all[i])
+  end
+end
+return {redis.call('ZCARD', KEYS[1]), leases}
 `)

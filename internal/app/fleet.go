@@ -88,11 +88,16 @@ func (g *gateway) followFleet(keyer *stream.Keyer, needSecret bool) {
 			}
 			nudge.Receive(g.hub, keyer, p)
 		case <-changed:
+			// The replicas, or the leases they hold, changed: so did
+			// this replica's share of the budget.
+			was := n
 			n, changed = g.fleet.LiveReplicas()
 			if g.cfg.UpstreamMaxRPS > 0 {
 				g.src.SetMaxRPS(g.fleet.Share(g.cfg.UpstreamMaxRPS))
 			}
-			g.log.Info("fleet replicas changed", "replicas", n)
+			if n != was {
+				g.log.Info("fleet replicas changed", "replicas", n)
+			}
 		}
 	}
 }
