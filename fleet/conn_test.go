@@ -140,8 +140,9 @@ func TestProbeDetectsSilentSubscription(t *testing.T) {
 	eventually(t, 2*time.Second, "B follows on the new subscription", func() bool { _, last, _ := col.at(); return last == pos.Last })
 }
 
-// CLIENT KILL of the subscriber connection, as a Redis restart or an
-// operator would: the engine resubscribes and reads what it missed.
+// CLIENT KILL of the subscriber connection, as an operator or a proxy
+// would: the engine resubscribes at once, still connected, and reads what
+// it missed.
 func TestKilledSubscriptionRecovers(t *testing.T) {
 	v := newEnv(t)
 	a, b := v.open(), v.open()
@@ -158,6 +159,10 @@ func TestKilledSubscriptionRecovers(t *testing.T) {
 	}
 	eventually(t, 2*time.Second, "B follows", func() bool { _, last, _ := col.at(); return last == pos.Last })
 
+	up, connCh := b.WatchConnected()
+	if !up {
+		t.Fatal("B not connected")
+	}
 	name := "ssegate-sub-" + b.token[:8]
 	list, err := v.raw.ClientList(bg).Result()
 	if err != nil {
@@ -181,6 +186,13 @@ func TestKilledSubscriptionRecovers(t *testing.T) {
 	eventually(t, 5*time.Second, "B recovers and catches up", func() bool { _, last, _ := col.at(); return last == pos.Last })
 	if got := strings.Join(col.data(), ","); got != "killed-0,killed-1" {
 		t.Errorf("B got %s", got)
+	}
+	// Commands worked all along: B stayed connected, so its keys were
+	// never polled alone and its clients got no resync.
+	select {
+	case <-connCh:
+		t.Error("B was disconnected by the loss of its subscription alone")
+	default:
 	}
 }
 

@@ -289,6 +289,13 @@ func (e *Engine) gotNudge(payload string) {
 
 var errProbeLost = errors.New("fleet: liveness probe not answered")
 
+// ping checks the command connection, apart from the subscription.
+func (e *Engine) ping() error {
+	ctx, cancel := context.WithTimeout(e.ctx, e.opts.Timeout)
+	defer cancel()
+	return e.rdb.Ping(ctx).Err()
+}
+
 // pubsubLoop keeps this replica's subscription alive: the probe channel,
 // the nudge channel and each follower's notification channel, on one
 // connection, probed by publishing to the replica's own channel. A probe
@@ -301,7 +308,21 @@ func (e *Engine) pubsubLoop(first chan struct{}) {
 	opened := sync.OnceFunc(func() { close(first) })
 	defer opened()
 	for e.ctx.Err() == nil {
-		err := e.serve(opened)
+		answered := false
+		err := e.serve(func() { answered = true; opened() })
+		if e.ctx.Err() != nil {
+			return
+		}
+		if answered && e.ping() == nil {
+			// Only the subscription was lost (CLIENT KILL, a proxy
+			// dropping it) while commands still work: rebuild it at
+			// once, still connected; the new subscription makes every
+			// follower read what it missed. Polls stay shared, and
+			// clients get no resync. A subscription that fails before
+			// its first probe comes back counts as Redis being away.
+			e.opts.Logger.Info("fleet: subscription lost; rebuilding it", "err", err)
+			continue
+		}
 		e.setConnected(false, err)
 		opened()
 		select {
@@ -340,7 +361,8 @@ func (e *Engine) serve(opened func()) error {
 		return fmt.Errorf("fleet: subscribe: %w", err)
 	}
 
-	var probe string // the outstanding probe's payload; "" when none
+	resynced := false // the followers read since this subscription began
+	var probe string  // the outstanding probe's payload; "" when none
 	var sentAt time.Time
 	next := time.Now() // the next probe
 	for {
@@ -381,9 +403,12 @@ func (e *Engine) serve(opened func()) error {
 			}
 			probe, next = "", sentAt.Add(e.opts.ProbeInterval)
 			e.heartbeat()
-			if e.setConnected(true, nil) {
+			if e.setConnected(true, nil) || !resynced {
+				// Notifications sent while no subscription listened
+				// are lost: every follower reads.
 				e.resync()
 			}
+			resynced = true
 			opened()
 		case nudgeCh:
 			e.gotNudge(m.Payload)
