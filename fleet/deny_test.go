@@ -111,3 +111,53 @@ func TestDeniedKeyIsNotServedFromTheFleetsState(t *testing.T) {
 		t.Errorf("denial status %d, want 401", d.Status)
 	}
 }
+
+// While the holder's first polls fail, a client of the key on another
+// replica is let in (200 and heartbeats, as a single process does after a
+// failed first poll) instead of waiting for headers, and gets the first
+// body when the upstream recovers.
+func TestFailingFirstPollLetsOtherReplicasClientsIn(t *testing.T) {
+	v := newEnv(t)
+	a, b := v.open(), v.open()
+	var ok atomic.Bool
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !ok.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`[{"id":1}]`))
+	}))
+	defer up.Close()
+	u, _ := url.Parse(up.URL + "/n")
+	tg := stream.NewKeyerWith(stream.KeyerOptions{Secret: []byte("0123456789abcdef0123456789abcdef")}).Target("/n", u, http.Header{})
+	ha, hb := replicaHub(t, a), replicaHub(t, b)
+	sa, err := ha.Subscribe(tg, "", "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sa.Close()
+	select {
+	case <-sa.Ready(): // A polled and failed: its own client is in
+	case <-time.After(5 * time.Second):
+		t.Fatal("A's client not let in after a failed first poll")
+	}
+	sb, err := hb.Subscribe(tg, "", "192.0.2.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	select {
+	case <-sb.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("B's client still waits for headers while the holder's polls fail")
+	}
+	if sb.Denial() != nil || len(sb.Start()) != 0 {
+		t.Fatal("B's client got something before any body")
+	}
+	ok.Store(true)
+	evs, _ := waitStart(t, sb)
+	if len(evs) != 1 || evs[0].Kind != stream.KindSnapshot {
+		t.Fatalf("B's client got %d events, want the first body's snapshot", len(evs))
+	}
+}

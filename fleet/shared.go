@@ -40,6 +40,8 @@ type sharedKey struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed chan struct{} // closed when Close has returned
+	got    chan struct{} // closed at the follower's first update
+	gotOne sync.Once
 
 	// Owned by the poller's goroutine (Turn, Store, Close).
 	pos     Position      // where the next Store appends
@@ -49,7 +51,7 @@ type sharedKey struct {
 // Join implements poller.Shared.
 func (s sharedPolls) Join(t stream.Target, pub stream.Publisher) (poller.SharedKey, error) {
 	e := s.e
-	k := &sharedKey{e: e, id: t.Key.ID(), pub: pub, lease: e.NewLease(t.Key.ID()), start: time.Now(), closed: make(chan struct{})}
+	k := &sharedKey{e: e, id: t.Key.ID(), pub: pub, lease: e.NewLease(t.Key.ID()), start: time.Now(), closed: make(chan struct{}), got: make(chan struct{})}
 	k.ctx, k.cancel = context.WithCancel(e.ctx)
 	f, err := e.Follow(k.id, k.update)
 	// The key's previous life in this replica's hub (its linger ran out,
@@ -71,10 +73,24 @@ func (s sharedPolls) Join(t stream.Target, pub stream.Publisher) (poller.SharedK
 	e.mu.Lock()
 	e.shared[k] = struct{}{}
 	e.mu.Unlock()
-	k.wg.Add(1)
+	k.wg.Add(2)
 	go func() {
 		defer k.wg.Done()
 		k.lease.Run(k.ctx)
+	}()
+	go func() {
+		// A single process lets a key's clients in (200, heartbeats)
+		// once its first poll failed. A replica that does not poll the
+		// key never sees that poll fail: it lets them in when a lease
+		// time passes without a first state, and they get the first
+		// body whenever a holder stores it.
+		defer k.wg.Done()
+		select {
+		case <-k.ctx.Done():
+		case <-k.got:
+		case <-time.After(e.opts.LeaseTime):
+			pub.Unavailable()
+		}
 	}()
 	return k, nil
 }
@@ -106,6 +122,7 @@ func (e *Engine) waitClosed(id string, d time.Duration) {
 // update hands the follower's news to the hub, encoding each event once for
 // every client of this replica.
 func (k *sharedKey) update(u Update) {
+	k.gotOne.Do(func() { close(k.got) })
 	r := stream.Replicated{Reset: u.Reset, Epoch: u.Epoch, Last: u.Last, Body: u.Body}
 	if len(u.Events) > 0 {
 		r.Events = make([]*stream.Event, len(u.Events))
