@@ -52,6 +52,16 @@ const lastEventIDParam = "lastEventId"
 // heartbeat is a comment line: browsers ignore it, proxies see traffic.
 var heartbeat = []byte(":\n\n")
 
+// The values of a stream's response headers, shared by every stream instead
+// of a slice each (Header.Set allocates one per call): net/http copies the
+// header when it writes it and never writes into these slices, and nothing
+// here does. Their capacity is their length, so an Add appends to a copy.
+var (
+	eventStreamType = []string{"text/event-stream"}
+	noCache         = []string{"no-cache"}
+	noBuffering     = []string{"no"}
+)
+
 // maxChunk bounds what is gathered into one write and flush: a batch of
 // small events costs one flush, and a resume of a long history never costs
 // a buffer the size of the history. A larger event is written from its
@@ -135,9 +145,9 @@ func (s *streamer) start(w http.ResponseWriter, r *http.Request, sub *stream.Sub
 		return false
 	}
 	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no") // nginx and friends: do not buffer
+	hdr["Content-Type"] = eventStreamType
+	hdr["Cache-Control"] = noCache
+	hdr["X-Accel-Buffering"] = noBuffering // nginx and friends: do not buffer
 	w.WriteHeader(http.StatusOK)
 	return true
 }
