@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -70,9 +71,30 @@ type Target struct {
 // so that a key (or its String) never reveals a credential, even to someone
 // who can guess candidate cookies.
 type Keyer struct {
-	secret        atomic.Pointer[[]byte]
+	secret        atomic.Pointer[keySecret]
 	headers       []string // canonical header names, in configured order
 	keyByClientIP bool
+}
+
+// keySecret is a Keyer's secret and the HMAC-SHA256 states keyed with it,
+// reset, for reuse: two hmac.New per stream opened would be 2 KB of
+// garbage. A new secret comes with a pool of its own, so no state keyed
+// with the old one is handed out after SetSecret.
+type keySecret struct {
+	b    []byte
+	macs sync.Pool
+}
+
+func newKeySecret(b []byte) *keySecret { return &keySecret{b: b} }
+
+// mac is an HMAC-SHA256 keyed with s in its initial state; the caller puts
+// it back in s.macs.
+func (s *keySecret) mac() hash.Hash {
+	if m, ok := s.macs.Get().(hash.Hash); ok {
+		m.Reset()
+		return m
+	}
+	return hmac.New(sha256.New, s.b)
 }
 
 // KeyerOptions configure NewKeyerWith.
@@ -102,7 +124,7 @@ func NewKeyerWith(opts KeyerOptions) *Keyer {
 		secret = make([]byte, 32)
 		rand.Read(secret) // never fails (crypto/rand since Go 1.24)
 	}
-	k.secret.Store(&secret)
+	k.secret.Store(newKeySecret(secret))
 	for _, h := range opts.IdentityHeaders {
 		k.headers = append(k.headers, http.CanonicalHeaderKey(h))
 	}
@@ -113,8 +135,7 @@ func NewKeyerWith(opts KeyerOptions) *Keyer {
 // that started while the fleet's Redis was unreachable takes the fleet's
 // secret once it answers. Keys derived before keep their names.
 func (k *Keyer) SetSecret(secret []byte) {
-	s := bytes.Clone(secret)
-	k.secret.Store(&s)
+	k.secret.Store(newKeySecret(bytes.Clone(secret)))
 }
 
 // IsForwardingHeader reports whether a header describes the path a request
@@ -172,7 +193,7 @@ func (k *Keyer) HasIdentity(t Target, value string) bool {
 // matches it: how a nudge for one user travels to other replicas without
 // the credential.
 func (k *Keyer) IdentityMAC(value string) []byte {
-	m := hmac.New(sha256.New, *k.secret.Load())
+	m := hmac.New(sha256.New, k.secret.Load().b)
 	m.Write([]byte("nudge identity\x00"))
 	m.Write([]byte(value))
 	return m.Sum(nil)
@@ -212,7 +233,9 @@ func identityValues(t Target, f func(string)) {
 // length-prefixed, so no two different identities hash alike by shifting
 // bytes between headers or values.
 func (k *Keyer) identity(id, fwd http.Header) [32]byte {
-	m := hmac.New(sha256.New, *k.secret.Load())
+	ks := k.secret.Load()
+	m := ks.mac()
+	defer ks.macs.Put(m)
 	for _, name := range k.headers {
 		writeValues(m, id[name])
 	}
