@@ -34,6 +34,7 @@
 //	<prefix>{<key>}:events   stream   one entry per event, id "<event id>-0",
 //	                                  fields k kind, d data, h tag of its append
 //	<prefix>{<key>}:notify   channel  "<epoch> <previous id> <last id> <tag>" per append
+//	<prefix>{<key>}:subs     hash     replica token → "<clients> <expiry ms>", from each lease loop
 //	<prefix>nudge            channel  "<replica> <payload>" for every replica
 //	<prefix>probe:<replica>  channel  the replica's liveness probe, to itself
 //	<prefix>{fleet}:replicas zset     replica token, scored by when its announcement runs out
@@ -49,7 +50,9 @@
 //
 //   - acquire: SET NX PX with this replica's token, or PEXPIRE if the
 //     token is already there; returns how long the holder's lease has left,
-//     so that a waiting replica retries when it runs out.
+//     so that a waiting replica retries when it runs out. It and renew also
+//     record this replica's clients of the key and return the fleet's sum,
+//     which the holder's load contract counts.
 //   - renew: compare-and-PEXPIRE of the lease, and PEXPIRE of state and
 //     events. release: compare-and-DEL.
 //   - append: compare-and-append. The writer passes the position it read

@@ -729,3 +729,26 @@ func TestShareFollowsLeases(t *testing.T) {
 		return a.Share(30) == 18 && b.Share(30) == 6 && c.Share(30) == 6
 	})
 }
+
+// Every replica's lease loop reports its clients of the key, holder or
+// not, and reads the fleet's sum: the holder polls for the pages of all.
+func TestLeasesCountTheFleetsSubscribers(t *testing.T) {
+	v := newEnv(t)
+	a, b := v.open(), v.open()
+	la, lb := a.NewLease("k1"), b.NewLease("k1")
+	la.subs = func() int { return 2 }
+	lb.subs = func() int { return 3 }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctxB, cancelB := context.WithCancel(ctx)
+	doneB := make(chan struct{})
+	go la.Run(ctx)
+	go func() { lb.Run(ctxB); close(doneB) }()
+	eventually(t, 3*time.Second, "both count 5", func() bool {
+		return la.FleetSubscribers() == 5 && lb.FleetSubscribers() == 5
+	})
+	// A replica that stops reporting drops out within the lease time.
+	cancelB()
+	<-doneB
+	eventually(t, 3*time.Second, "A counts its own 2", func() bool { return la.FleetSubscribers() == 2 })
+}

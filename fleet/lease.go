@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 )
@@ -16,51 +17,69 @@ import (
 // now. wait is, when another replica holds it, the time until its lease
 // runs out unless renewed: when to try again to take over at once.
 func (e *Engine) TryAcquire(ctx context.Context, key string) (held bool, wait time.Duration, err error) {
+	held, wait, _, err = e.tryAcquire(ctx, key, 0)
+	return held, wait, err
+}
+
+// tryAcquire is TryAcquire that also reports this replica's subscribers of
+// the key and returns the fleet's.
+func (e *Engine) tryAcquire(ctx context.Context, key string, subs int) (held bool, wait time.Duration, fleetSubs int, err error) {
 	if err := checkKey(key); err != nil {
-		return false, 0, err
+		return false, 0, 0, err
 	}
 	var res []any
 	err = e.do(ctx, opAcquire, func(ctx context.Context) (err error) {
-		res, err = acquireScript.Run(ctx, e.rdb, []string{e.names.lease(key), e.names.state(key)},
-			e.token, e.opts.LeaseTime.Milliseconds()).Slice()
+		res, err = acquireScript.Run(ctx, e.rdb, []string{e.names.lease(key), e.names.state(key), e.names.subs(key)},
+			e.token, e.opts.LeaseTime.Milliseconds(), subs).Slice()
 		return err
 	})
 	if err != nil {
-		return false, 0, err
+		return false, 0, 0, err
 	}
+	if len(res) != 3 {
+		return false, 0, 0, fmt.Errorf("fleet: acquire: unexpected reply of %d values", len(res))
+	}
+	fleetSubs = int(num(res[2]))
 	switch num(res[0]) {
 	case 0:
-		if len(res) > 1 {
-			wait = time.Duration(max(num(res[1]), 0)) * time.Millisecond
-		}
+		wait = time.Duration(max(num(res[1]), 0)) * time.Millisecond
 		e.setHeld(key, false)
-		return false, wait, nil
+		return false, wait, fleetSubs, nil
 	case 2:
-		if len(res) > 1 && str(res[1]) != "" && str(res[1]) != e.token {
+		if str(res[1]) != "" && str(res[1]) != e.token {
 			e.metrics.takeovers.Inc()
 		}
 	}
 	e.setHeld(key, true)
-	return true, 0, nil
+	return true, 0, fleetSubs, nil
 }
 
 // Renew extends the key's lease if this replica still holds it, and the
 // life of the key's state with it. held is false when the lease was lost.
 func (e *Engine) Renew(ctx context.Context, key string) (held bool, err error) {
+	held, _, err = e.renew(ctx, key, 0)
+	return held, err
+}
+
+func (e *Engine) renew(ctx context.Context, key string, subs int) (held bool, fleetSubs int, err error) {
 	if err := checkKey(key); err != nil {
-		return false, err
+		return false, 0, err
 	}
-	var n int64
+	var res []any
 	err = e.do(ctx, opRenew, func(ctx context.Context) (err error) {
-		n, err = renewScript.Run(ctx, e.rdb, []string{e.names.lease(key), e.names.state(key), e.names.events(key)},
-			e.token, e.opts.LeaseTime.Milliseconds(), e.opts.StateTTL.Milliseconds()).Int64()
+		res, err = renewScript.Run(ctx, e.rdb, []string{e.names.lease(key), e.names.state(key), e.names.events(key), e.names.subs(key)},
+			e.token, e.opts.LeaseTime.Milliseconds(), e.opts.StateTTL.Milliseconds(), subs).Slice()
 		return err
 	})
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
-	e.setHeld(key, n == 1)
-	return n == 1, nil
+	if len(res) != 2 {
+		return false, 0, fmt.Errorf("fleet: renew: unexpected reply of %d values", len(res))
+	}
+	held = num(res[0]) == 1
+	e.setHeld(key, held)
+	return held, int(num(res[1])), nil
 }
 
 // Release gives the key's lease up if this replica holds it, so another
@@ -111,6 +130,22 @@ type Lease struct {
 	key  string
 	held watched[bool]
 	seen atomic.Int64 // when a holder (this replica or another) was last seen, Unix ns
+	// subs counts this replica's clients of the key, reported with each
+	// acquire or renewal; fleet is the fleet's sum as last read.
+	subs  func() int
+	fleet atomic.Int64
+}
+
+// FleetSubscribers is the key's clients on every live replica, as the
+// lease loop last read them (each replica reports its own at least every
+// third of the lease time); 0 before the first read.
+func (l *Lease) FleetSubscribers() int { return int(l.fleet.Load()) }
+
+func (l *Lease) count() int {
+	if l.subs == nil {
+		return 0
+	}
+	return l.subs()
 }
 
 // holderSeen is when this loop last saw the lease held, by any replica.
@@ -160,12 +195,19 @@ func (l *Lease) Run(ctx context.Context) {
 			// Give up at validUntil even if Redis does not answer: from
 			// then on another replica may hold it.
 			rctx, cancel := context.WithDeadline(ctx, validUntil)
-			if held, err = l.e.Renew(rctx, l.key); err == nil && !held {
+			var n int
+			if held, n, err = l.e.renew(rctx, l.key, l.count()); err == nil {
+				l.fleet.Store(int64(n))
+			}
+			if err == nil && !held {
 				next = 0 // lost it (this replica paused too long): see who has it
 			}
 			cancel()
 		} else {
-			held, wait, err = l.e.TryAcquire(ctx, l.key)
+			var n int
+			if held, wait, n, err = l.e.tryAcquire(ctx, l.key, l.count()); err == nil {
+				l.fleet.Store(int64(n))
+			}
 		}
 		switch {
 		case err != nil:

@@ -15,6 +15,7 @@ func (n names) state(key string) string     { return n.tag(key) + "state" }
 func (n names) events(key string) string    { return n.tag(key) + "events" }
 func (n names) lease(key string) string     { return n.tag(key) + "lease" }
 func (n names) notify(key string) string    { return n.tag(key) + "notify" }
+func (n names) subs(key string) string      { return n.tag(key) + "subs" }
 func (n names) nudge() string               { return n.prefix + "nudge" }
 func (n names) probe(replica string) string { return n.prefix + "probe:" + replica }
 func (n names) replicas() string            { return n.prefix + "{fleet}:replicas" }

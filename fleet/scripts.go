@@ -16,30 +16,59 @@ import (
 // the hub's in-memory bound means.
 const entryOverhead = 48
 
-// acquireScript: KEYS lease, state; ARGV token, lease ms.
-// Returns {1} if the caller held it already (renewed), {2, last writer} if it
-// was free and is now the caller's, {0, ms left} if another replica holds it.
-var acquireScript = redis.NewScript(`
+// countSubscribers records, in the key's subscriber hash, how many clients
+// of the key a replica has (field: replica token, value "<count> <expiry
+// ms>", by the server's clock), drops the counts that ran out, and returns
+// the sum: every replica's lease loop reports its own, so the holder knows
+// the subscribers of the whole fleet (the load contract's pages).
+const countSubscribers = `
+local function count(key, token, n, ttl)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('HSET', key, token, n .. ' ' .. string.format('%d', now + tonumber(ttl)))
+  redis.call('PEXPIRE', key, ttl)
+  local sum = 0
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    local c, exp = string.match(all[i + 1], '(%d+) (%d+)')
+    if c and tonumber(exp) > now then
+      sum = sum + tonumber(c)
+    else
+      redis.call('HDEL', key, all[i])
+    end
+  end
+  return sum
+end
+`
+
+// acquireScript: KEYS lease, state, subscribers; ARGV token, lease ms, the
+// caller's subscribers. Returns {1, ”, fleet subscribers} if the caller
+// held it already (renewed), {2, last writer, ...} if it was free and is now
+// the caller's, {0, ms left, ...} if another replica holds it.
+var acquireScript = redis.NewScript(countSubscribers + `
+local subs = count(KEYS[3], ARGV[1], ARGV[3], ARGV[2])
 local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1}
+  return {1, '', subs}
 end
 if cur then
-  return {0, redis.call('PTTL', KEYS[1])}
+  return {0, redis.call('PTTL', KEYS[1]), subs}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return {2, redis.call('HGET', KEYS[2], 'w') or ''}
+return {2, redis.call('HGET', KEYS[2], 'w') or '', subs}
 `)
 
-// renewScript: compare-and-pexpire. KEYS lease, state, events; ARGV token,
-// lease ms, state ms. Keeps the key's state alive while it is polled.
-var renewScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+// renewScript: compare-and-pexpire. KEYS lease, state, events, subscribers;
+// ARGV token, lease ms, state ms, the caller's subscribers. Keeps the key's
+// state alive while it is polled. Returns {held 0 or 1, fleet subscribers}.
+var renewScript = redis.NewScript(countSubscribers + `
+local subs = count(KEYS[4], ARGV[1], ARGV[4], ARGV[2])
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, subs} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
-return 1
+return {1, subs}
 `)
 
 // releaseScript: compare-and-delete. KEYS lease; ARGV token.

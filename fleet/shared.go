@@ -52,6 +52,7 @@ type sharedKey struct {
 func (s sharedPolls) Join(t stream.Target, pub stream.Publisher) (poller.SharedKey, error) {
 	e := s.e
 	k := &sharedKey{e: e, id: t.Key.ID(), pub: pub, lease: e.NewLease(t.Key.ID()), start: time.Now(), closed: make(chan struct{}), got: make(chan struct{})}
+	k.lease.subs = pub.Subscribers
 	k.ctx, k.cancel = context.WithCancel(e.ctx)
 	f, err := e.Follow(k.id, k.update)
 	// The key's previous life in this replica's hub (its linger ran out,
@@ -210,6 +211,9 @@ func (k *sharedKey) Store(ctx context.Context, w poller.Write) error {
 
 // Forget implements poller.SharedKey.
 func (k *sharedKey) Forget(ctx context.Context) error { return k.e.Forget(ctx, k.id) }
+
+// Subscribers implements poller.SharedKey.
+func (k *sharedKey) Subscribers() int { return k.lease.FleetSubscribers() }
 
 // Close implements poller.SharedKey: it releases the lease (another
 // replica with clients takes over at once) and stops following.

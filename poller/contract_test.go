@@ -507,3 +507,35 @@ func TestContractOff(t *testing.T) {
 		}
 	})
 }
+
+// fleetOf is a poller.Shared whose every turn is this replica's, for a key
+// with subs clients on the whole fleet: the holder's side of the contract.
+type fleetOf int
+
+func (f fleetOf) Join(stream.Target, stream.Publisher) (poller.SharedKey, error) { return f, nil }
+func (f fleetOf) Turn(ctx context.Context) (poller.Turn, error)                  { return poller.Turn{}, ctx.Err() }
+func (f fleetOf) Store(context.Context, poller.Write) error                      { return nil }
+func (f fleetOf) Forget(context.Context) error                                   { return nil }
+func (f fleetOf) Subscribers() int                                               { return int(f) }
+func (f fleetOf) Close()                                                         {}
+
+// TestContractCountsTheFleet: the holder of a key whose 10 clients are
+// spread over the fleet, 1 of them on this replica, polls as the 10 pages
+// would have, not as 1; its legacy_polling_rps counts its own page only, so
+// that the replicas' gauges add up to the fleet's.
+func TestContractCountsTheFleet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const run = 30 * time.Minute
+		opts := contractOpts()
+		opts.Shared = fleetOf(10)
+		r := runContract(t, opts, 1, everySecond())
+		time.Sleep(run)
+		want := 10 * run.Seconds() / 60
+		if got := float64(len(r.of("regular"))); got < 0.85*want || got > want+poller.BurstPolls {
+			t.Errorf("%v regular polls in %v for 10 subscribers on the fleet, want about %v", got, run, want)
+		}
+		if got := promtest.Value(t, r.reg, "ssegate_legacy_polling_rps"); got != 1.0/60 {
+			t.Errorf("ssegate_legacy_polling_rps = %v, want this replica's page only, %v", got, 1.0/60)
+		}
+	})
+}

@@ -30,8 +30,13 @@ type keyPlan struct {
 	credit *allowance
 	gauge  prometheus.Gauge // ssegate_legacy_polling_rps
 	rps    float64          // this key's share of gauge
-	hints  map[Hint]prometheus.Counter
-	log    *slog.Logger
+	// local counts this replica's own subscribers, for the gauge: in a
+	// fleet the credit counts every replica's, and each replica's gauge
+	// must count its own pages only, so that their sum is the fleet's.
+	// nil: the credit's count.
+	local func() int
+	hints map[Hint]prometheus.Counter
+	log   *slog.Logger
 
 	admitAt   time.Time
 	admitted  bool
@@ -68,7 +73,11 @@ func (p *Poller) newPlan(now time.Time, subs int, log *slog.Logger) *keyPlan {
 func (k *keyPlan) close() { k.gauge.Sub(k.rps) }
 
 func (k *keyPlan) syncGauge() {
-	if r := k.credit.rps(); r != k.rps {
+	r := k.credit.rps()
+	if k.local != nil && k.credit.on() {
+		r = float64(k.local()) / k.credit.legacy.Seconds()
+	}
+	if r != k.rps {
 		k.gauge.Add(r - k.rps)
 		k.rps = r
 	}

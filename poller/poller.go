@@ -208,6 +208,7 @@ type result struct {
 func (p *Poller) Run(ctx context.Context, t stream.Target, pub stream.Publisher) {
 	log := p.opts.Logger.With("key", t.Key.String(), "path", t.Path)
 	k := p.newPlan(time.Now(), pub.Subscribers(), log)
+	k.local = pub.Subscribers
 	defer k.close()
 	if p.opts.Shared == nil {
 		p.runTurn(ctx, t, pub, k, log, nil, Turn{})
@@ -227,7 +228,7 @@ func (p *Poller) Run(ctx context.Context, t stream.Target, pub stream.Publisher)
 		}
 		// News that came while another replica polled: the subscriber
 		// count for the plan; a nudge only hastens the first poll.
-		k.signal(time.Now(), pub.TakeSignals(), pub.Subscribers())
+		k.signal(time.Now(), pub.TakeSignals(), max(pub.Subscribers(), sk.Subscribers()))
 		if p.runTurn(ctx, t, pub, k, log, sk, turn) {
 			return
 		}
@@ -248,6 +249,13 @@ func (p *Poller) runTurn(ctx context.Context, t stream.Target, pub stream.Publis
 		}
 	}
 	var alone aloneLife
+	// The subscribers the plan counts: in a shared turn those of the whole
+	// fleet, whose pages this replica's polls replace (the metric's share
+	// stays this replica's own, see keyPlan.local).
+	subs := pub.Subscribers
+	if shared {
+		subs = func() int { return max(pub.Subscribers(), sk.Subscribers()) }
+	}
 	keyCtx := ctx
 	if turn.Over != nil {
 		var cancel context.CancelFunc
@@ -268,11 +276,11 @@ func (p *Poller) runTurn(ctx context.Context, t stream.Target, pub stream.Publis
 			return keyCtx.Err() != nil
 		}
 		if woken {
-			k.signal(time.Now(), pub.TakeSignals(), pub.Subscribers())
+			k.signal(time.Now(), pub.TakeSignals(), subs())
 			continue
 		}
 		start := time.Now()
-		if !k.start(start, pub.Subscribers()) {
+		if !k.start(start, subs()) {
 			release()
 			continue
 		}
@@ -316,7 +324,7 @@ func (p *Poller) runTurn(ctx context.Context, t stream.Target, pub stream.Publis
 			}
 			if err := sk.Store(ctx, Write{Body: body, ETag: st.etag, LastModified: st.lastModified, Changes: res.changes}); err != nil {
 				log.Debug("storing a poll for the fleet failed; the turn ends", "err", err)
-				k.done(time.Now(), res, pub.Subscribers(), st.failures)
+				k.done(time.Now(), res, subs(), st.failures)
 				return false
 			}
 			st.hasBody, st.body = true, body
@@ -332,7 +340,7 @@ func (p *Poller) runTurn(ctx context.Context, t stream.Target, pub stream.Publis
 			}
 			st.hasBody, st.body = true, res.body
 		}
-		k.done(time.Now(), res, pub.Subscribers(), st.failures)
+		k.done(time.Now(), res, subs(), st.failures)
 	}
 }
 

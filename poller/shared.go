@@ -31,6 +31,10 @@ type SharedKey interface {
 	// upstream denied the key, and no replica may serve the stored body
 	// to a client that joins later as if it had not.
 	Forget(ctx context.Context) error
+	// Subscribers is the key's clients on every replica, as last counted
+	// (0 before the first count): the load contract's pages are the
+	// fleet's, and the holder polls for all of them.
+	Subscribers() int
 	// Close stops sharing the key.
 	Close()
 }
