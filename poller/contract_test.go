@@ -539,3 +539,36 @@ func TestContractCountsTheFleet(t *testing.T) {
 		}
 	})
 }
+
+// notHolder is a poller.Shared whose turns never come: another replica
+// polls the key.
+type notHolder struct{ fleetOf }
+
+func (notHolder) Join(stream.Target, stream.Publisher) (poller.SharedKey, error) {
+	return notHolder{}, nil
+}
+func (notHolder) Turn(ctx context.Context) (poller.Turn, error) {
+	<-ctx.Done()
+	return poller.Turn{}, ctx.Err()
+}
+
+// TestContractGaugeWhileAnotherReplicaPolls: a replica that does not poll
+// a key still counts its own clients' pages in ssegate_legacy_polling_rps
+// as they come and go.
+func TestContractGaugeWhileAnotherReplicaPolls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		opts := contractOpts()
+		opts.Shared = notHolder{}
+		r := runContract(t, opts, 1, everySecond())
+		time.Sleep(time.Second)
+		r.crowd.set(5)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := promtest.Value(t, r.reg, "ssegate_legacy_polling_rps"); got != 5.0/60 {
+			t.Errorf("ssegate_legacy_polling_rps = %v with 5 clients here, want %v", got, 5.0/60)
+		}
+		if n := len(r.all()); n != 0 {
+			t.Errorf("%d polls by a replica that does not hold the key", n)
+		}
+	})
+}

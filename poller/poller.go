@@ -222,15 +222,37 @@ func (p *Poller) Run(ctx context.Context, t stream.Target, pub stream.Publisher)
 	}
 	defer sk.Close()
 	for {
-		turn, err := sk.Turn(ctx)
+		turn, err := p.awaitTurn(ctx, pub, k, sk)
 		if err != nil {
 			return
 		}
-		// News that came while another replica polled: the subscriber
-		// count for the plan; a nudge only hastens the first poll.
-		k.signal(time.Now(), pub.TakeSignals(), max(pub.Subscribers(), sk.Subscribers()))
 		if p.runTurn(ctx, t, pub, k, log, sk, turn) {
 			return
+		}
+	}
+}
+
+// awaitTurn waits for the key's next turn while keeping its plan up to date
+// with the hub's news: the subscriber counts (so that this replica's
+// ssegate_legacy_polling_rps follows its own clients while another replica
+// polls) and nudges, which only hasten the turn's first poll.
+func (p *Poller) awaitTurn(ctx context.Context, pub stream.Publisher, k *keyPlan, sk SharedKey) (Turn, error) {
+	type answer struct {
+		turn Turn
+		err  error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		turn, err := sk.Turn(ctx)
+		ch <- answer{turn, err}
+	}()
+	for {
+		select {
+		case a := <-ch:
+			k.signal(time.Now(), pub.TakeSignals(), max(pub.Subscribers(), sk.Subscribers()))
+			return a.turn, a.err
+		case <-pub.Signals():
+			k.signal(time.Now(), pub.TakeSignals(), max(pub.Subscribers(), sk.Subscribers()))
 		}
 	}
 }
