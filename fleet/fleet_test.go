@@ -752,3 +752,18 @@ func TestLeasesCountTheFleetsSubscribers(t *testing.T) {
 	<-doneB
 	eventually(t, 3*time.Second, "A counts its own 2", func() bool { return la.FleetSubscribers() == 2 })
 }
+
+// Without Redis the shares are even again: every replica polls its own
+// clients' keys, whoever held their leases.
+func TestShareWhileDisconnectedIsEven(t *testing.T) {
+	v := newEnv(t)
+	a, b := v.open(), v.open()
+	if held, _, err := a.TryAcquire(context.Background(), "k1"); err != nil || !held {
+		t.Fatalf("acquire: %v, %v", held, err)
+	}
+	eventually(t, 3*time.Second, "weighed shares", func() bool { return a.Share(30) == 20 && b.Share(30) == 10 })
+	a.setConnected(false, errors.New("test: Redis away"))
+	if got := a.Share(30); got != 15 {
+		t.Errorf("Share(30) while disconnected = %v, want an even 15", got)
+	}
+}

@@ -60,8 +60,16 @@ func (e *Engine) LiveReplicas() (int, <-chan struct{}) {
 // Each replica keeps a part for the first polls of new keys. The shares
 // add up to maxRPS, give or take the leases that changed hands since the
 // last heartbeat (a second).
+//
+// While Redis is unreachable every replica polls its own clients' keys,
+// whoever held their leases: the shares are then even, by the last count of
+// replicas, which keeps the fleet within maxRPS without starving a replica
+// that held few leases.
 func (e *Engine) Share(maxRPS float64) float64 {
 	l, _ := e.load.get()
+	if !e.Connected() {
+		return maxRPS / float64(max(l.replicas, 1))
+	}
 	e.mu.Lock()
 	held := len(e.held)
 	e.mu.Unlock()

@@ -52,6 +52,7 @@ func (g *gateway) followFleet(keyer *stream.Keyer, needSecret bool) {
 	defer close(g.fleetDone)
 	nudges := g.fleet.Nudges()
 	n, changed := g.fleet.LiveReplicas()
+	_, connChanged := g.fleet.WatchConnected()
 	g.log.Info("fleet", "connected", g.fleet.Connected(), "replicas", n)
 	if g.cfg.UpstreamMaxRPS > 0 {
 		// The count may have changed since the poller was made.
@@ -87,6 +88,12 @@ func (g *gateway) followFleet(keyer *stream.Keyer, needSecret bool) {
 				return // the engine closed
 			}
 			nudge.Receive(g.hub, keyer, p)
+		case <-connChanged:
+			// Alone or shared: the budget's shares change (see Share).
+			_, connChanged = g.fleet.WatchConnected()
+			if g.cfg.UpstreamMaxRPS > 0 {
+				g.src.SetMaxRPS(g.fleet.Share(g.cfg.UpstreamMaxRPS))
+			}
 		case <-changed:
 			// The replicas, or the leases they hold, changed: so did
 			// this replica's share of the budget.
