@@ -55,17 +55,7 @@ func TestReconnectReportsAndResyncs(t *testing.T) {
 		t.Fatal("B not connected through the proxy")
 	}
 	const key = "k1"
-	col := newCollector(t)
-	f, err := b.Follow(key, col.fn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Stop()
-	pos, err := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 2*time.Second, "B follows", func() bool { _, last, _ := col.at(); return last == pos.Last })
+	col, pos := following(t, a, b, key)
 
 	_, down := b.WatchConnected()
 	stopped := time.Now()
@@ -112,17 +102,7 @@ func TestProbeDetectsSilentSubscription(t *testing.T) {
 	a := v.open()
 	b := v.open(func(o *Options) { o.dialSub = h.dial })
 	const key = "k1"
-	col := newCollector(t)
-	f, err := b.Follow(key, col.fn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Stop()
-	pos, err := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 2*time.Second, "B follows", func() bool { _, last, _ := col.at(); return last == pos.Last })
+	col, pos := following(t, a, b, key)
 
 	h.cut(false)
 	cutAt := time.Now()
@@ -147,17 +127,7 @@ func TestKilledSubscriptionRecovers(t *testing.T) {
 	v := newEnv(t)
 	a, b := v.open(), v.open()
 	const key = "k1"
-	col := newCollector(t)
-	f, err := b.Follow(key, col.fn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Stop()
-	pos, err := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 2*time.Second, "B follows", func() bool { _, last, _ := col.at(); return last == pos.Last })
+	col, pos := following(t, a, b, key)
 
 	up, connCh := b.WatchConnected()
 	if !up {
@@ -209,4 +179,22 @@ func TestCloseReleasesLeasesAndLeaves(t *testing.T) {
 	if _, ok := <-a.Nudges(); ok {
 		t.Error("Nudges not closed")
 	}
+}
+
+// following makes b follow key, a write its first body, and waits until b
+// has it: the start of every connection test.
+func following(t *testing.T, a, b *Engine, key string) (*collector, Position) {
+	t.Helper()
+	col := newCollector(t)
+	f, err := b.Follow(key, col.fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	pos, err := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "B follows", func() bool { _, last, _ := col.at(); return last == pos.Last })
+	return col, pos
 }

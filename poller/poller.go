@@ -249,10 +249,10 @@ func (p *Poller) awaitTurn(ctx context.Context, pub stream.Publisher, k *keyPlan
 	for {
 		select {
 		case a := <-ch:
-			k.signal(time.Now(), pub.TakeSignals(), max(pub.Subscribers(), sk.Subscribers()))
+			k.signal(time.Now(), pub.TakeSignals(), fleetSubscribers(pub, sk))
 			return a.turn, a.err
 		case <-pub.Signals():
-			k.signal(time.Now(), pub.TakeSignals(), max(pub.Subscribers(), sk.Subscribers()))
+			k.signal(time.Now(), pub.TakeSignals(), fleetSubscribers(pub, sk))
 		}
 	}
 }
@@ -276,7 +276,7 @@ func (p *Poller) runTurn(ctx context.Context, t stream.Target, pub stream.Publis
 	// stays this replica's own, see keyPlan.local).
 	subs := pub.Subscribers
 	if shared {
-		subs = func() int { return max(pub.Subscribers(), sk.Subscribers()) }
+		subs = func() int { return fleetSubscribers(pub, sk) }
 	}
 	keyCtx := ctx
 	if turn.Over != nil {
@@ -364,6 +364,12 @@ func (p *Poller) runTurn(ctx context.Context, t stream.Target, pub stream.Publis
 		}
 		k.done(time.Now(), res, subs(), st.failures)
 	}
+}
+
+// fleetSubscribers is a shared key's clients on every replica, at least
+// this replica's own (the fleet's count may lag a new client here).
+func fleetSubscribers(pub stream.Publisher, sk SharedKey) int {
+	return max(pub.Subscribers(), sk.Subscribers())
 }
 
 // aloneLife numbers the states of a key that a replica of a fleet polls

@@ -54,10 +54,7 @@ func (g *gateway) followFleet(keyer *stream.Keyer, needSecret bool) {
 	n, changed := g.fleet.LiveReplicas()
 	_, connChanged := g.fleet.WatchConnected()
 	g.log.Info("fleet", "connected", g.fleet.Connected(), "replicas", n)
-	if g.cfg.UpstreamMaxRPS > 0 {
-		// The count may have changed since the poller was made.
-		g.src.SetMaxRPS(g.fleet.Share(g.cfg.UpstreamMaxRPS))
-	}
+	g.applyShare() // the count may have changed since the poller was made
 	var connCh <-chan struct{}
 	var retry <-chan time.Time
 	if needSecret {
@@ -91,20 +88,24 @@ func (g *gateway) followFleet(keyer *stream.Keyer, needSecret bool) {
 		case <-connChanged:
 			// Alone or shared: the budget's shares change (see Share).
 			_, connChanged = g.fleet.WatchConnected()
-			if g.cfg.UpstreamMaxRPS > 0 {
-				g.src.SetMaxRPS(g.fleet.Share(g.cfg.UpstreamMaxRPS))
-			}
+			g.applyShare()
 		case <-changed:
 			// The replicas, or the leases they hold, changed: so did
 			// this replica's share of the budget.
 			was := n
 			n, changed = g.fleet.LiveReplicas()
-			if g.cfg.UpstreamMaxRPS > 0 {
-				g.src.SetMaxRPS(g.fleet.Share(g.cfg.UpstreamMaxRPS))
-			}
+			g.applyShare()
 			if n != was {
 				g.log.Info("fleet replicas changed", "replicas", n)
 			}
 		}
+	}
+}
+
+// applyShare gives the poller this replica's share of the fleet's upstream
+// budget, when there is one.
+func (g *gateway) applyShare() {
+	if g.cfg.UpstreamMaxRPS > 0 {
+		g.src.SetMaxRPS(g.fleet.Share(g.cfg.UpstreamMaxRPS))
 	}
 }
