@@ -113,6 +113,7 @@ func (t *keyState) join(lastEventID string) *Subscription {
 	sub := newSubscription(t, t.hub.opts.ClientBuffer)
 	if t.state != stateLive || !t.backlogLocked(sub, lastEventID) {
 		t.waiting[sub] = lastEventID
+		sub.unplaced = true
 	}
 	t.subs[sub] = struct{}{}
 	if len(t.subs) > 1 || t.state != statePending { // not the admission poll's own client
@@ -204,6 +205,7 @@ func (t *keyState) placeLocked() {
 			evs = []*Event{t.snapshotLocked()}
 		}
 		delete(t.waiting, sub)
+		sub.unplaced = false
 		for _, e := range evs {
 			if !sub.offer(e) {
 				t.end(sub, reasonSlow)
@@ -294,7 +296,7 @@ func (t *keyState) Replicate(u Replicated) error {
 		snap := t.snapshotLocked()
 		t.hub.metrics.published[KindSnapshot].Inc()
 		for sub := range t.subs {
-			if _, ok := t.waiting[sub]; !ok {
+			if !sub.unplaced {
 				if !sub.offer(snap) {
 					t.end(sub, reasonSlow)
 				}
@@ -331,7 +333,7 @@ func (t *keyState) flood(n int, changes []Change) bool {
 // a slow client must never hold up the others or grow memory.
 func (t *keyState) fanout(e *Event) {
 	for sub := range t.subs {
-		if _, ok := t.waiting[sub]; ok {
+		if sub.unplaced { // a field, not a map lookup: this runs per subscriber per event
 			continue
 		}
 		if !sub.offer(e) {

@@ -23,6 +23,7 @@ type Subscription struct {
 	reason   string  // why done was closed; set before closing
 	denial   *Denial // set before done is closed on a denial
 	started  bool    // Start was called: counted as an open stream
+	unplaced bool    // in its key's waiting set; guarded by the key's lock
 }
 
 func newSubscription(ks *keyState, buffer int) *Subscription {
