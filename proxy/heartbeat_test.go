@@ -12,7 +12,8 @@ import (
 func TestWheel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const interval = 16 * time.Second
-		w := newWheel(interval)
+		w := newWheel(interval, 10*time.Second)
+		sa, sb, sc := &sink{}, &sink{}, &sink{}
 		beats := func(slot int, from time.Time, n int) {
 			t.Helper()
 			for i := range n {
@@ -23,22 +24,22 @@ func TestWheel(t *testing.T) {
 			}
 		}
 		start := time.Now()
-		a := w.join()
+		a := w.join(sa)
 		time.Sleep(5*time.Second + time.Millisecond)
 		bStart := time.Now()
-		b := w.join()
+		b := w.join(sb)
 		done := make(chan struct{})
 		go func() { beats(b, bStart, 3); close(done) }()
 		beats(a, start, 3)
 		<-done
-		w.leave()
-		w.leave()
+		w.leave(sa)
+		w.leave(sb)
 
 		// A new stream after the clock stopped starts it afresh.
 		time.Sleep(time.Hour)
 		start = time.Now()
-		c := w.join()
+		c := w.join(sc)
 		beats(c, start, 1)
-		w.leave()
+		w.leave(sc)
 	})
 }

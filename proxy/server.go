@@ -13,7 +13,7 @@ import (
 // Server limits. They bound what one client can hold without cutting
 // long-lived streams: there is deliberately no WriteTimeout, which would end
 // every event stream after that time (golang/go#16100); stream writes have
-// per-write deadlines instead (see stream.Options.WriteTimeout).
+// a bound on each blocked write instead (see StreamOptions.WriteTimeout).
 const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute

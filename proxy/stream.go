@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ssegate/ssegate/stream"
@@ -21,8 +23,9 @@ type StreamOptions struct {
 	Retry time.Duration
 	// Heartbeat is the time between comment lines.
 	Heartbeat time.Duration
-	// WriteTimeout bounds one blocked write to a client, beyond the heartbeat
-	// interval (a write happens at least once per heartbeat).
+	// WriteTimeout bounds one blocked write to a client (a client that stopped
+	// reading): the stream is cut between WriteTimeout and 1.25 × WriteTimeout
+	// after the write began.
 	WriteTimeout time.Duration
 	// MaxDuration ends a stream cleanly after this long, ±10% so that
 	// streams opened together do not all reconnect together; the client
@@ -82,7 +85,7 @@ type streamer struct {
 
 func newStreamer(hub *stream.Hub, opts StreamOptions) *streamer {
 	opts.setDefaults()
-	return &streamer{hub: hub, opts: opts, retry: stream.AppendRetry(nil, opts.Retry.Milliseconds()), beats: newWheel(opts.Heartbeat)}
+	return &streamer{hub: hub, opts: opts, retry: stream.AppendRetry(nil, opts.Retry.Milliseconds()), beats: newWheel(opts.Heartbeat, opts.WriteTimeout)}
 }
 
 // lastEventID returns the client's resume point: the Last-Event-ID header
@@ -116,14 +119,16 @@ func (s *streamer) serve(w http.ResponseWriter, r *http.Request, sub *stream.Sub
 	if !s.start(w, r, sub) {
 		return
 	}
+	out := &sink{w: w, rc: http.NewResponseController(w)}
+	slot := s.beats.join(out)
+	defer s.beats.leave(out)
 	// The retry field and the backlog (a snapshot, or the events missed).
-	out := &sink{w: w, rc: http.NewResponseController(w), slack: s.opts.Heartbeat + s.opts.WriteTimeout, rearm: s.opts.WriteTimeout / 2}
 	backlog := sub.Start()
 	if err := out.send(s.retry, backlog); err != nil {
 		return // the client left
 	}
 	sub.Delivered(len(backlog))
-	_ = s.run(r.Context(), out, sub) // a write error means the client left: nothing to do
+	_ = s.run(r.Context(), out, sub, slot) // a write error means the client left: nothing to do
 }
 
 // start waits for the key's first outcome and answers the request's head:
@@ -190,38 +195,38 @@ func (s *streamer) subscribe(w http.ResponseWriter, r *http.Request, t *stream.T
 	return sub
 }
 
-// sink writes a stream's bytes.
+// sink writes a stream's bytes. A write that a client does not take (it
+// stopped reading, its flow-control window is full) would block its
+// handler for ever: the streamer's wheel cuts it after WriteTimeout
+// (wheel.turn, sink.cut), rather than a write deadline per stream, which
+// on HTTP/2 costs a timer each and a message to the connection's
+// goroutine whenever it is moved.
 type sink struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-	// A write happens at least once per heartbeat, so a deadline of one
-	// heartbeat plus WriteTimeout (slack) fires only for a client that
-	// stopped reading (flow-control window full): it unblocks the Write,
-	// and the stream ends instead of holding a goroutine for ever. On
-	// HTTP/2 each SetWriteDeadline is a message to the connection's
-	// goroutine and a timer reset, so it is re-armed only once rearm (half
-	// of WriteTimeout) has passed, never per event: every write still has
-	// at least Heartbeat + WriteTimeout/2.
-	slack, rearm time.Duration
-	armed        time.Time
-	buf          []byte // gathers small events; never past maxChunk
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	buf []byte // gathers small events; never past maxChunk
+
+	since atomic.Int64 // when the write in progress began (UnixNano); 0: none
+
+	mu   sync.Mutex // orders a cut after the handler's leave
+	left bool       // the handler is leaving: rc may not be used by a cut
+
+	prev, next *sink // in the wheel's list; guarded by the wheel's mu
 }
 
 // flush writes b and flushes it.
 func (o *sink) flush(b []byte) error {
-	if now := time.Now(); now.Sub(o.armed) > o.rearm {
-		if err := o.rc.SetWriteDeadline(now.Add(o.slack)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			return fmt.Errorf("arming the write deadline: %w", err)
+	o.since.Store(time.Now().UnixNano())
+	_, err := o.w.Write(b)
+	if err == nil {
+		if err = o.rc.Flush(); err != nil {
+			err = fmt.Errorf("flushing: %w", err)
 		}
-		o.armed = now
+	} else {
+		err = fmt.Errorf("writing: %w", err)
 	}
-	if _, err := o.w.Write(b); err != nil {
-		return fmt.Errorf("writing: %w", err)
-	}
-	if err := o.rc.Flush(); err != nil {
-		return fmt.Errorf("flushing: %w", err)
-	}
-	return nil
+	o.since.Store(0)
+	return err
 }
 
 // send writes prefix and evs, gathering them into writes of at most
@@ -260,9 +265,7 @@ func (o *sink) send(prefix []byte, evs []*stream.Event) error {
 
 // run writes the live events and heartbeats until the client leaves or
 // the hub ends the stream.
-func (s *streamer) run(ctx context.Context, out *sink, sub *stream.Subscription) error {
-	slot := s.beats.join()
-	defer s.beats.leave()
+func (s *streamer) run(ctx context.Context, out *sink, sub *stream.Subscription, slot int) error {
 	beat := s.beats.beat(slot)
 	var expired <-chan time.Time // nil: never
 	if d := s.opts.MaxDuration; d > 0 {

@@ -277,6 +277,52 @@ func TestHubEvictsSlowSubscriber(t *testing.T) {
 	})
 }
 
+// A client that stops reading holds its handler in a write; the stream is
+// cut between WriteTimeout and 1.25 × WriteTimeout after that write began,
+// while a client that reads stays, idle or not, however long.
+func TestHubCutsStuckWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, _ := newHub(t, src, stream.Options{}, proxy.StreamOptions{Heartbeat: 15 * time.Second, WriteTimeout: 10 * time.Second})
+		reader := open(h, k, "/n", "alice", "")
+		stuck := open(h, k, "/n", "alice", "") // never reads
+		r := src.next(t)
+		r.pub.Publish([]byte(`0`), nil)
+		reader.Expect(t, "snapshot", "0")
+		synctest.Wait() // stuck's handler is in its first write now
+		// reader takes its heartbeats, idle for an hour.
+		go func() {
+			for {
+				if _, err := reader.Raw.ReadString('\n'); err != nil {
+					return
+				}
+			}
+		}()
+		ended := func(c *ssetest.Client) bool {
+			synctest.Wait()
+			select {
+			case <-c.Ended():
+				return true
+			default:
+				return false
+			}
+		}
+		time.Sleep(10*time.Second - time.Millisecond)
+		if ended(stuck) {
+			t.Fatal("a write was cut before WriteTimeout")
+		}
+		time.Sleep(2*time.Second + 500*time.Millisecond + time.Millisecond)
+		if !ended(stuck) {
+			t.Fatal("a write blocked for 1.25 × WriteTimeout was not cut")
+		}
+		time.Sleep(time.Hour)
+		if ended(reader) {
+			t.Fatal("a reading client was cut")
+		}
+		reader.Close()
+	})
+}
+
 func TestHubHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newSource()

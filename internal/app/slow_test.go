@@ -50,8 +50,8 @@ func TestSlowReaderIsEvicted(t *testing.T) {
 	waitFor(t, "the slow client counted as evicted", func() bool {
 		return g.metricValue(t, `ssegate_clients_evicted_total{reason="slow"}`) == "1"
 	})
-	// Its handler is stuck in a Write until the stream's write deadline
-	// (heartbeat + 10 s) cuts it: then only the fast client is left.
+	// Its handler is stuck in a Write until the streamer cuts it (10 s to
+	// 12.5 s after that write began): then only the fast client is left.
 	evicted := time.Now()
 	waitFor(t, "the slow client's stream to end", func() bool { return g.metricValue(t, "ssegate_connections_active") == "1" })
 	t.Logf("slow stream ended %v after its eviction", time.Since(evicted).Round(time.Second))

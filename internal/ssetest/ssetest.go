@@ -8,8 +8,10 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ssegate/ssegate/internal/sse"
 )
@@ -28,10 +30,11 @@ type Client struct {
 
 // writer is a streaming http.ResponseWriter backed by a pipe.
 type writer struct {
-	header http.Header
-	mu     sync.Mutex
-	status int
-	pw     *io.PipeWriter
+	header   http.Header
+	mu       sync.Mutex
+	status   int
+	pw       *io.PipeWriter
+	deadline *time.Timer
 }
 
 func (w *writer) Header() http.Header { return w.header }
@@ -50,6 +53,22 @@ func (w *writer) Write(b []byte) (int, error) {
 }
 
 func (w *writer) Flush() {}
+
+// SetWriteDeadline fails the write in progress and every later one once
+// the deadline passes, as net/http's writers do; the zero time clears it.
+func (w *writer) SetWriteDeadline(d time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.deadline != nil {
+		w.deadline.Stop()
+		w.deadline = nil
+	}
+	if d.IsZero() {
+		return nil
+	}
+	w.deadline = time.AfterFunc(time.Until(d), func() { w.pw.CloseWithError(os.ErrDeadlineExceeded) })
+	return nil
+}
 
 // Open serves r with h in a new goroutine. A write blocks until the test
 // reads it, like a client whose window is full.
