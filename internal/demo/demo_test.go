@@ -2,8 +2,10 @@ package demo_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/ssegate/ssegate/internal/apptest"
 	"github.com/ssegate/ssegate/internal/demo"
 	"github.com/ssegate/ssegate/internal/legacyapi"
 )
@@ -127,4 +130,78 @@ func TestRunTakesTurnsAndKeepsStatusFresh(t *testing.T) {
 			t.Errorf("status nudges %q after a poll of bob's list, want [user=bob]", statuses)
 		}
 	})
+}
+
+// TestRunContractIsThePagesInterval: the demo's gateway runs the load
+// contract at the old page's interval, whatever the configuration says, so
+// that the page's two counters compare like with like: the start-up line
+// states it, and one open stream counts as one page polling every 10 s.
+func TestRunContractIsThePagesInterval(t *testing.T) {
+	cfg := apptest.Config(t, "SSEGATE_DEMO=true", "SSEGATE_LISTEN_ADDR=127.0.0.1:0", "SSEGATE_METRICS_ADDR=127.0.0.1:0",
+		"SSEGATE_CERT_DIR="+t.TempDir(), "SSEGATE_LEGACY_INTERVAL=1h")
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan demo.Ready, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- demo.Run(ctx, cfg, demo.Options{Every: time.Hour, Logger: log}, func(r demo.Ready) { ready <- r })
+	}()
+	defer func() { cancel(); <-done }()
+	var r demo.Ready
+	select {
+	case r = <-ready:
+	case err := <-done:
+		t.Fatalf("demo did not start: %v", err)
+	}
+	if !strings.Contains(logs.String(), "load contract: ") || !strings.Contains(logs.String(), "legacy_interval=10s") {
+		t.Errorf("start-up log does not state a contract at the page's 10 s:\n%s", logs.String())
+	}
+
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // the demo's own certificate
+	defer client.CloseIdleConnections()
+	req := mustReq(t, r.Gateway.Scheme+"://"+r.Gateway.Main.String()+legacyapi.Path, demo.DefaultUser)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := client.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	gauge := func() string {
+		resp, err := http.Get("http://" + r.Gateway.Metrics.String() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "ssegate_legacy_polling_rps "); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	for deadline := time.Now().Add(10 * time.Second); gauge() != "0.1" && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if g := gauge(); g != "0.1" {
+		t.Errorf("ssegate_legacy_polling_rps = %q with one stream open, want one page every 10 s: 0.1", g)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
