@@ -382,16 +382,26 @@ func TestContractNudgesWithinThePagesRate(t *testing.T) {
 	}
 }
 
-// TestContractIdleKey: a key that never changes, one subscriber, an hour.
+// TestContractIdleKey: a key that never changes, with 1, 10 and 100
+// subscribers, an hour: polled at the stretched interval (IntervalMax /
+// subscribers, never under Interval) or as the pages allow, whichever is
+// rarer.
 func TestContractIdleKey(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		r := runContract(t, contractOpts(), 1, func() string { return `[{"id":1}]` })
-		time.Sleep(time.Hour)
-		r.checkBound(t)
-		if n := len(r.of("regular")); n < 55 || n > 60 {
-			t.Errorf("%d regular polls of an idle key in an hour with one subscriber, want just under the page's 60", n)
-		}
-	})
+	for _, subs := range []int{1, 10, 100} {
+		t.Run(fmt.Sprint(subs), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				opts := contractOpts()
+				r := runContract(t, opts, subs, func() string { return `[{"id":1}]` })
+				time.Sleep(time.Hour)
+				r.checkBound(t)
+				ceiling := max(opts.Interval, opts.IntervalMax/time.Duration(subs))
+				want := min(float64(subs)*time.Hour.Seconds()/opts.LegacyInterval.Seconds(), time.Hour.Seconds()/ceiling.Seconds())
+				if n := float64(len(r.of("regular"))); n < 0.9*want || n > want {
+					t.Errorf("%v regular polls of an idle key in an hour with %d subscribers, want just under %v", n, subs, want)
+				}
+			})
+		})
+	}
 }
 
 // TestContractSubscribersComeAndGo: subscribers join and leave at random,
