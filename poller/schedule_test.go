@@ -433,10 +433,11 @@ func TestFirstPollsDoNotStarveOthers(t *testing.T) {
 	})
 }
 
-// TestNudgesDoNotStarveRegularPolls: a backend that nudges five keys all
-// the time, faster than the budget of 10/s. A sixth key, never nudged,
-// still gets its regular polls: once due for longer than a round (6 keys
-// × 100ms) it takes turns with the nudges.
+// TestNudgesDoNotStarveRegularPolls: a backend that nudges 40 keys all the
+// time: each may be polled every 2s, so they ask for 20 polls/s, twice the
+// budget of 10/s. Another key, never nudged, still gets its regular polls:
+// once due for longer than a round (41 keys × 100ms) it takes turns with the
+// nudges.
 func TestNudgesDoNotStarveRegularPolls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const rps = 10
@@ -455,7 +456,8 @@ func TestNudgesDoNotStarveRegularPolls(t *testing.T) {
 		t.Cleanup(func() { cancel(); wg.Wait() })
 
 		var nudged []*recorder
-		for i := range 5 {
+		const busy = 40
+		for i := range busy {
 			nudged = append(nudged, runKey(ctx, &wg, p, keyer, "Bearer busy", fmt.Sprintf("/n/%d", i)))
 		}
 		runKey(ctx, &wg, p, keyer, "Bearer quiet", "/q")
@@ -473,7 +475,7 @@ func TestNudgesDoNotStarveRegularPolls(t *testing.T) {
 		synctest.Wait()
 
 		// Within a round plus 4(0+1) starts of its due time.
-		round := 6 * spacing
+		round := (busy + 1) * spacing
 		bound := interval + interval/10 + round + 4*spacing
 		s := rec.of("Bearer quiet", "/q")
 		var longest time.Duration
