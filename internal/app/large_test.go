@@ -200,8 +200,15 @@ func TestLargeArrayThroughListener(t *testing.T) {
 	<-sampled
 
 	t.Logf("large array: %v events; other key: %d events; peak memory from the OS %d MB", kinds, smallEvents, peak.Load()>>20)
-	if kinds["patch"]+kinds["snapshot"] < 10 {
-		t.Errorf("only %v events for 50 changes: the diff cannot keep up", kinds)
+	// A poll whose diff outlasts the 200 ms interval folds the next change
+	// into its successor: fewer events, still correct. Without the detector
+	// about 40 of the 50 changes arrive; under it, on 2 busy vCPUs, 8 to 19.
+	minEvents := 10
+	if raceEnabled {
+		minEvents = 4
+	}
+	if kinds["patch"]+kinds["snapshot"] < minEvents {
+		t.Errorf("only %v events for 50 changes, want at least %d: the diff cannot keep up", kinds, minEvents)
 	}
 	if smallEvents < 10 {
 		t.Errorf("the other key got %d events in 10 s of changes every 200 ms, want its stream to keep flowing", smallEvents)
