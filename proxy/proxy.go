@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/ssegate/ssegate/nudge"
 	"github.com/ssegate/ssegate/stream"
 )
 
@@ -43,8 +42,6 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the proxy's metrics. Default: none.
 	Registerer prometheus.Registerer
-	// Nudge, when set, is served at nudge.Path on this listener too.
-	Nudge http.Handler
 	// TrustedProxies are the peers whose forwarding headers are kept and
 	// extended, and whose X-Forwarded-For names the client. Default: none.
 	TrustedProxies []netip.Prefix
@@ -65,7 +62,6 @@ type Proxy struct {
 	keyer       *stream.Keyer
 	streamPaths *http.ServeMux
 	passThrough http.Handler
-	nudge       http.Handler
 	cors        *cors // nil: no cross-origin streams
 	log         *slog.Logger
 	forwarding  forwarding
@@ -98,7 +94,7 @@ func New(opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, streams: newStreamer(opts.Hub, opts.Stream), keyer: opts.Keyer, streamPaths: mux, nudge: opts.Nudge, cors: c, log: opts.Logger,
+	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, streams: newStreamer(opts.Hub, opts.Stream), keyer: opts.Keyer, streamPaths: mux, cors: c, log: opts.Logger,
 		forwarding: forwarding{trusted: opts.TrustedProxies}, passWS: opts.PassWebSockets}
 
 	rp := &httputil.ReverseProxy{
@@ -139,10 +135,6 @@ func (streamPath) ServeHTTP(w http.ResponseWriter, r *http.Request) { http.NotFo
 
 // ServeHTTP routes r to the hub or to the upstream.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p.nudge != nil && r.URL.Path == nudge.Path {
-		p.nudge.ServeHTTP(w, r)
-		return
-	}
 	if r.Method == http.MethodConnect {
 		// Forwarded, a CONNECT would be a tunnel (over HTTP/2 both ways,
 		// the body is one), past every rule of this proxy.

@@ -187,7 +187,6 @@ func build(cfg config.Config, opts Options) (_ *gateway, err error) {
 		Hub:            g.hub,
 		Keyer:          keyer,
 		Stream:         streamOptions(cfg),
-		Nudge:          nudger,
 		StreamPaths:    cfg.StreamPaths,
 		TrustedProxies: trusted,
 		PassWebSockets: cfg.PassWebSockets,
@@ -198,7 +197,7 @@ func build(cfg config.Config, opts Options) (_ *gateway, err error) {
 	if err != nil {
 		return nil, err
 	}
-	g.srv = proxy.NewServer(front, proxy.ServerOptions{TLS: tlsConf, H2C: cfg.H2C, Logger: log})
+	g.srv = proxy.NewServer(mainHandler(front, nudger), proxy.ServerOptions{TLS: tlsConf, H2C: cfg.H2C, Logger: log})
 	if g.adminLn != nil {
 		g.admin = &http.Server{Handler: adminHandler(g.reg, &g.ready, nudger, cfg.Pprof), ReadHeaderTimeout: 10 * time.Second}
 	}
@@ -390,6 +389,23 @@ func NewTransport() *http.Transport {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+}
+
+// mainHandler is the main listener's: the nudge endpoint at nudge.Path
+// when nudges are on, every other request to the proxy. Not an
+// http.ServeMux, which would answer a path with "//", "." or ".." segments
+// with a redirect: pass-through must reach the upstream as written.
+func mainHandler(front, nudger http.Handler) http.Handler {
+	if nudger == nil {
+		return front
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == nudge.Path {
+			nudger.ServeHTTP(w, r)
+			return
+		}
+		front.ServeHTTP(w, r)
+	})
 }
 
 func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, nudger http.Handler, profiles bool) http.Handler {

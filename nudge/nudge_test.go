@@ -1,4 +1,4 @@
-package proxy_test
+package nudge_test
 
 import (
 	"io"
@@ -41,10 +41,11 @@ func (m *memUpstream) count(who string) int {
 }
 
 // nudgeRig is a gateway in memory: proxy, hub and poller with an
-// in-memory upstream, polling every 10s at most once a minute.
+// in-memory upstream, and the nudge handler beside them.
 type nudgeRig struct {
-	up    *memUpstream
-	front *proxy.Proxy
+	up     *memUpstream
+	front  *proxy.Proxy
+	nudger *nudge.Handler
 }
 
 func newNudgeRig(t *testing.T) *nudgeRig {
@@ -55,12 +56,11 @@ func newNudgeRig(t *testing.T) *nudgeRig {
 	t.Cleanup(hub.Close)
 	keyer := stream.NewKeyer([]string{"Authorization"})
 	u, _ := url.Parse("http://upstream.test")
-	front, err := proxy.New(proxy.Options{Upstream: u, Transport: up, Hub: hub, Keyer: keyer,
-		Nudge: nudge.NewHandler(hub, keyer, token, nil)})
+	front, err := proxy.New(proxy.Options{Upstream: u, Transport: up, Hub: hub, Keyer: keyer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &nudgeRig{up: up, front: front}
+	return &nudgeRig{up: up, front: front, nudger: nudge.NewHandler(hub, keyer, token, nil)}
 }
 
 func (g *nudgeRig) subscribe(t *testing.T, path, auth string) *ssetest.Client {
@@ -80,7 +80,7 @@ func (g *nudgeRig) nudge(auth, contentType, body string) (int, string, http.Head
 	}
 	r.Header.Set("Content-Type", contentType)
 	w := httptest.NewRecorder()
-	g.front.ServeHTTP(w, r)
+	g.nudger.ServeHTTP(w, r)
 	return w.Code, w.Body.String(), w.Header()
 }
 
@@ -102,7 +102,7 @@ func TestNudgeRequiresToken(t *testing.T) {
 		r := httptest.NewRequest(http.MethodGet, nudge.Path, nil)
 		r.Header.Set("Authorization", "Bearer "+token)
 		w := httptest.NewRecorder()
-		g.front.ServeHTTP(w, r)
+		g.nudger.ServeHTTP(w, r)
 		if w.Code != http.StatusMethodNotAllowed {
 			t.Errorf("GET: got %d, want 405", w.Code)
 		}
