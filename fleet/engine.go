@@ -33,9 +33,9 @@ var (
 	ErrClosed = errors.New("fleet: engine closed")
 )
 
-// Options configure an Engine. Zero fields take the defaults documented here,
-// except the history bounds, which the caller passes from the hub's options
-// so that Redis keeps what memory would.
+// Options configure an Engine. Zero fields take DefaultOptions, except the
+// history bounds, which the caller passes from the hub's options so that
+// Redis keeps what memory would.
 type Options struct {
 	// Prefix starts every Redis key and channel name. Default "ssegate:".
 	Prefix string
@@ -70,14 +70,28 @@ type Options struct {
 	dial, dialSub func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
+// DefaultOptions are the defaults Open gives the zero fields of Options;
+// HistorySize and HistoryBytes have none.
+func DefaultOptions() Options {
+	return Options{
+		Prefix:        "ssegate:",
+		LeaseTime:     5 * time.Second,
+		StateTTL:      10 * time.Minute,
+		Timeout:       time.Second,
+		ProbeInterval: time.Second,
+		ProbeTimeout:  3 * time.Second,
+	}
+}
+
 func (o *Options) setDefaults() error {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
+	d := DefaultOptions()
+	def := func(v *time.Duration, dv time.Duration) {
+		if *v <= 0 {
+			*v = dv
 		}
 	}
 	if o.Prefix == "" {
-		o.Prefix = "ssegate:"
+		o.Prefix = d.Prefix
 	}
 	if strings.ContainsAny(o.Prefix, "{}") {
 		return errors.New("fleet: prefix must not contain { or }: they delimit hash tags")
@@ -88,11 +102,11 @@ func (o *Options) setDefaults() error {
 	if o.HistoryBytes < 0 {
 		o.HistoryBytes = 0
 	}
-	def(&o.LeaseTime, 5*time.Second)
-	def(&o.StateTTL, 10*time.Minute)
-	def(&o.Timeout, time.Second)
-	def(&o.ProbeInterval, time.Second)
-	def(&o.ProbeTimeout, 3*time.Second)
+	def(&o.LeaseTime, d.LeaseTime)
+	def(&o.StateTTL, d.StateTTL)
+	def(&o.Timeout, d.Timeout)
+	def(&o.ProbeInterval, d.ProbeInterval)
+	def(&o.ProbeTimeout, d.ProbeTimeout)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -300,9 +300,9 @@ func (g *gateway) close() {
 	}
 }
 
-// pollerOptions, hubOptions and streamOptions map the configuration into
-// the packages' options; a test checks that the configuration's defaults map
-// to the packages' own.
+// pollerOptions, hubOptions, streamOptions and fleetOptions map the
+// configuration into the packages' options; a test checks that the
+// configuration's defaults map to the packages' own.
 func pollerOptions(cfg config.Config) poller.Options {
 	concurrency := cfg.UpstreamConcurrency
 	if concurrency == 0 {
@@ -335,6 +335,11 @@ func hubOptions(cfg config.Config) stream.Options {
 
 func streamOptions(cfg config.Config) proxy.StreamOptions {
 	return proxy.StreamOptions{Retry: cfg.Retry, Heartbeat: cfg.HeartbeatInterval, MaxDuration: cfg.StreamMaxDuration}
+}
+
+// fleetOptions keeps as much history in Redis as the hub keeps in memory.
+func fleetOptions(cfg config.Config) fleet.Options {
+	return fleet.Options{Prefix: cfg.RedisPrefix, HistorySize: cfg.HistorySize, HistoryBytes: cfg.HistoryBytes, LeaseTime: cfg.LeaseTime}
 }
 
 // logContract states the load contract once, in numbers an operator can

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ssegate/ssegate/config"
+	"github.com/ssegate/ssegate/fleet"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/proxy"
 	"github.com/ssegate/ssegate/stream"
@@ -29,6 +30,15 @@ func TestConfigDefaultsArePackageDefaults(t *testing.T) {
 
 	if got, want := hubOptions(cfg), stream.DefaultOptions(); !reflect.DeepEqual(got, want) {
 		t.Errorf("hub options from default config:\n got %+v\nwant %+v", got, want)
+	}
+
+	// The fleet keeps the hub's history bounds; the rest of its options
+	// are not configurable, so its own defaults apply.
+	wantFleet := fleet.DefaultOptions()
+	wantFleet.HistorySize, wantFleet.HistoryBytes = stream.DefaultOptions().HistorySize, stream.DefaultOptions().HistoryBytes
+	wantFleet.StateTTL, wantFleet.Timeout, wantFleet.ProbeInterval, wantFleet.ProbeTimeout = 0, 0, 0, 0
+	if got := fleetOptions(cfg); !reflect.DeepEqual(got, wantFleet) {
+		t.Errorf("fleet options from default config:\n got %+v\nwant %+v", got, wantFleet)
 	}
 
 	want := proxy.DefaultStreamOptions()

@@ -22,14 +22,10 @@ import (
 func openFleet(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*fleet.Engine, []byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	e, err := fleet.Open(ctx, cfg.RedisURL, fleet.Options{
-		Prefix:       cfg.RedisPrefix,
-		HistorySize:  cfg.HistorySize,
-		HistoryBytes: cfg.HistoryBytes,
-		LeaseTime:    cfg.LeaseTime,
-		Logger:       log.With("component", "fleet"),
-		Registerer:   reg,
-	})
+	opts := fleetOptions(cfg)
+	opts.Logger = log.With("component", "fleet")
+	opts.Registerer = reg
+	e, err := fleet.Open(ctx, cfg.RedisURL, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%sREDIS_URL: %w", config.Prefix, err)
 	}
