@@ -19,3 +19,10 @@ func (s *streamer) ServeStream(w http.ResponseWriter, r *http.Request, t stream.
 		s.serve(w, r, sub)
 	}
 }
+
+// WithHTTP2 returns o serving HTTP/2 with c's limits instead of the
+// server's own.
+func WithHTTP2(o ServerOptions, c *http.HTTP2Config) ServerOptions {
+	o.http2 = c
+	return o
+}

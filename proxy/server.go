@@ -39,8 +39,9 @@ type ServerOptions struct {
 	// Logger receives the server's own errors: at WARN, but per-connection
 	// noise (TLS handshakes cut short and the like) at DEBUG.
 	Logger *slog.Logger
-	// HTTP2, when set, replaces the HTTP/2 limits below (tests shorten them).
-	HTTP2 *http.HTTP2Config
+	// http2, when set, replaces the HTTP/2 limits below (tests shorten
+	// them through export_test.go).
+	http2 *http.HTTP2Config
 }
 
 // NewServer returns the main listener's server, HTTP/2 configured through
@@ -68,8 +69,8 @@ func NewServer(h http.Handler, opts ServerOptions) *http.Server {
 			WriteByteTimeout:     writeByteTimeout,
 		},
 	}
-	if opts.HTTP2 != nil {
-		srv.HTTP2 = opts.HTTP2
+	if opts.http2 != nil {
+		srv.HTTP2 = opts.http2
 	}
 	if opts.Logger != nil {
 		srv.ErrorLog = log.New(serverErrorLog{opts.Logger}, "", 0)

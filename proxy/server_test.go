@@ -42,10 +42,10 @@ func TestDeadPeerIsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := proxy.NewServer(http.NotFoundHandler(), proxy.ServerOptions{
-		TLS:   certs.TLSConfig(certs.Static{Cert: cert}.GetCertificate),
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 200 * time.Millisecond, PingTimeout: 200 * time.Millisecond},
-	})
+	srv := proxy.NewServer(http.NotFoundHandler(), proxy.WithHTTP2(
+		proxy.ServerOptions{TLS: certs.TLSConfig(certs.Static{Cert: cert}.GetCertificate)},
+		&http.HTTP2Config{SendPingTimeout: 200 * time.Millisecond, PingTimeout: 200 * time.Millisecond},
+	))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
