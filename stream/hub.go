@@ -234,7 +234,7 @@ func (h *Hub) subscribe(t Target, lastEventID string) (*Subscription, error) {
 // startKey must be called with h.mu held.
 func (h *Hub) startKey(t Target) *keyState {
 	ctx, cancel := context.WithCancel(h.ctx)
-	ks := newTopic(h, t, cancel)
+	ks := newKeyState(h, t, cancel)
 	h.keys[t.Key] = ks
 	h.metrics.keys(1)
 	h.wg.Add(1)

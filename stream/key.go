@@ -6,13 +6,14 @@ import (
 	"time"
 )
 
-type topicState uint8
+// keyPhase is where a key is in its life.
+type keyPhase uint8
 
 const (
-	statePending topicState = iota // first poll not answered yet
-	stateWaiting                   // first poll failed; clients wait for a body
-	stateLive                      // a body is known
-	stateDenied                    // upstream refused; the key is gone
+	statePending keyPhase = iota // first poll not answered yet
+	stateWaiting                 // first poll failed; clients wait for a body
+	stateLive                    // a body is known
+	stateDenied                  // upstream refused; the key is gone
 )
 
 // Reasons a subscriber is ended by the hub, as metric labels.
@@ -29,7 +30,7 @@ type keyState struct {
 	cancel context.CancelFunc
 
 	mu    sync.Mutex
-	state topicState
+	state keyPhase
 	ready chan struct{} // closed once the first poll's outcome is known
 	store *store        // body, ids and history
 	snap  *Event        // snapshot of the store's current state; nil when stale
@@ -49,7 +50,7 @@ type keyState struct {
 
 var _ Publisher = (*keyState)(nil)
 
-func newTopic(h *Hub, t Target, cancel context.CancelFunc) *keyState {
+func newKeyState(h *Hub, t Target, cancel context.CancelFunc) *keyState {
 	return &keyState{
 		hub:     h,
 		target:  t,
