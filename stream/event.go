@@ -6,7 +6,10 @@
 // A Source (the poller) publishes into a key through the Publisher interface;
 // the HTTP front (package proxy) calls Hub.Subscribe and writes what the
 // Subscription delivers. Each event is encoded to its wire bytes once and
-// those bytes are shared by every subscriber. The hub knows no HTTP.
+// those bytes are shared by every subscriber. The hub never sees a request
+// or a response: a Keyer names the key of a request's path, upstream URL
+// and headers (which is why the package uses http.Header), and the status,
+// headers and body of the answer are the proxy's.
 package stream
 
 import (
