@@ -41,9 +41,9 @@ type DiffOptions struct {
 	IDField string
 }
 
-// Differ turns successive bodies of one key into change events. It holds the
+// differ turns successive bodies of one key into change events. It holds the
 // previous body, so it belongs to one key.
-type Differ struct {
+type differ struct {
 	opts DiffOptions
 	mode DiffMode // resolved mode; DiffAuto while undecided
 	// pointer is the items array's JSON Pointer in items mode.
@@ -53,8 +53,8 @@ type Differ struct {
 	prevItems []item
 }
 
-// NewDiffer returns a differ with no previous body.
-func NewDiffer(opts DiffOptions) *Differ {
+// newDiffer returns a differ with no previous body.
+func newDiffer(opts DiffOptions) *differ {
 	def := DefaultOptions().Diff
 	if opts.Mode == "" {
 		opts.Mode = def.Mode
@@ -62,7 +62,7 @@ func NewDiffer(opts DiffOptions) *Differ {
 	if opts.IDField == "" {
 		opts.IDField = def.IDField
 	}
-	d := &Differ{opts: opts, mode: opts.Mode}
+	d := &differ{opts: opts, mode: opts.Mode}
 	if d.mode == DiffItems {
 		d.pointer = opts.ItemsPointer
 	}
@@ -71,16 +71,16 @@ func NewDiffer(opts DiffOptions) *Differ {
 
 // Mode is the resolved mode: the configured one, or what auto chose (auto
 // while it has not seen a body it can decide on).
-func (d *Differ) Mode() DiffMode { return d.mode }
+func (d *differ) Mode() DiffMode { return d.mode }
 
 // ItemsPointer is the JSON Pointer of the items array in items mode: the
 // configured one, or the wrapper's member auto found ("/items").
-func (d *Differ) ItemsPointer() string { return d.pointer }
+func (d *differ) ItemsPointer() string { return d.pointer }
 
 // Next compares body with the previous one. The first body yields no
 // changes (clients get it as a snapshot). On error the differ keeps its
 // previous state, so a failed poll changes nothing.
-func (d *Differ) Next(body []byte) ([]stream.Change, error) {
+func (d *differ) Next(body []byte) ([]stream.Change, error) {
 	mode, pointer := d.mode, d.pointer
 	var (
 		changes []stream.Change

@@ -20,3 +20,9 @@ const (
 	PriorityNudge     = priorityNudge
 	PriorityRegular   = priorityRegular
 )
+
+// Differ is the diff engine, for its own tests and fuzzers.
+type Differ = differ
+
+// NewDiffer is newDiffer.
+var NewDiffer = newDiffer

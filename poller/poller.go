@@ -180,7 +180,7 @@ func (p *Poller) Close() { p.sched.Close() }
 
 // keyState is what one key's goroutine remembers between polls.
 type keyState struct {
-	differ       *Differ
+	differ       *differ
 	hasBody      bool
 	body         []byte
 	etag         string
@@ -261,7 +261,7 @@ func (p *Poller) awaitTurn(ctx context.Context, pub stream.Publisher, k *keyPlan
 // ctx is done or the upstream denied it). sk nil: the poller is alone, and
 // the turn lasts as long as the key.
 func (p *Poller) runTurn(ctx context.Context, t stream.Target, pub stream.Publisher, k *keyPlan, log *slog.Logger, sk SharedKey, turn Turn) (ended bool) {
-	st := &keyState{differ: NewDiffer(p.opts.Diff)}
+	st := &keyState{differ: newDiffer(p.opts.Diff)}
 	shared := sk != nil && !turn.Alone
 	if shared && turn.Body != nil {
 		// Carry on from the stored state: its validators, and the body

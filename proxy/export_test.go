@@ -26,3 +26,6 @@ func WithHTTP2(o ServerOptions, c *http.HTTP2Config) ServerOptions {
 	o.http2 = c
 	return o
 }
+
+// AcceptsEventStream is acceptsEventStream.
+var AcceptsEventStream = acceptsEventStream

@@ -144,7 +144,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.hub != nil && p.servePreflight(w, r) {
 		return
 	}
-	if p.hub != nil && r.Method == http.MethodGet && AcceptsEventStream(r.Header) {
+	if p.hub != nil && r.Method == http.MethodGet && acceptsEventStream(r.Header) {
 		switch h := p.streamRoute(r); h.(type) {
 		case streamPath:
 			p.serveStream(w, r)
@@ -217,9 +217,9 @@ func cleanPath(p string) string {
 	return np
 }
 
-// AcceptsEventStream reports whether an Accept header lists
+// acceptsEventStream reports whether an Accept header lists
 // text/event-stream with a non-zero weight (RFC 9110 §12.5.1).
-func AcceptsEventStream(h http.Header) bool {
+func acceptsEventStream(h http.Header) bool {
 	for _, v := range h.Values("Accept") {
 		for _, part := range strings.Split(v, ",") {
 			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))

@@ -2,7 +2,7 @@ package stream
 
 import "sort"
 
-// History is a bounded, ordered log of one key's events for resume, bounded
+// history is a bounded, ordered log of one key's events for resume, bounded
 // both by count and by the bytes of the events' wire encodings.
 //
 // Besides the retained events it remembers its floor: the ID of the state
@@ -10,7 +10,7 @@ import "sort"
 // sent with, or the last event that fell out). A client whose Last-Event-ID
 // is the floor or a retained event can resume exactly; any other ID needs a
 // fresh snapshot.
-type History struct {
+type history struct {
 	ring     []*Event
 	start    int // index of the oldest event in ring
 	n        int // events retained
@@ -19,22 +19,22 @@ type History struct {
 	floor    ID
 }
 
-// NewHistory returns an empty history that retains up to size events and up
+// newHistory returns an empty history that retains up to size events and up
 // to maxBytes of their encodings (0: no byte bound). An event larger than
 // maxBytes is not retained at all: it becomes the floor at once.
-func NewHistory(size, maxBytes int) *History {
-	return &History{ring: make([]*Event, size), maxBytes: maxBytes}
+func newHistory(size, maxBytes int) *history {
+	return &history{ring: make([]*Event, size), maxBytes: maxBytes}
 }
 
 // Reset forgets every event; id becomes the only known point.
-func (h *History) Reset(id ID) {
+func (h *history) Reset(id ID) {
 	clear(h.ring)
 	h.start, h.n, h.bytes, h.floor = 0, 0, 0, id
 }
 
 // Append adds e, whose ID must be larger than Last, dropping the oldest
 // events while over either bound.
-func (h *History) Append(e *Event) {
+func (h *history) Append(e *Event) {
 	if h.n == len(h.ring) {
 		h.dropOldest()
 	}
@@ -46,7 +46,7 @@ func (h *History) Append(e *Event) {
 	}
 }
 
-func (h *History) dropOldest() {
+func (h *history) dropOldest() {
 	e := h.ring[h.start]
 	h.floor = e.ID
 	h.bytes -= e.Size()
@@ -56,7 +56,7 @@ func (h *History) dropOldest() {
 }
 
 // Last is the ID of the newest known state.
-func (h *History) Last() ID {
+func (h *history) Last() ID {
 	if h.n == 0 {
 		return h.floor
 	}
@@ -64,16 +64,16 @@ func (h *History) Last() ID {
 }
 
 // Len is the number of retained events.
-func (h *History) Len() int { return h.n }
+func (h *history) Len() int { return h.n }
 
 // Bytes is the retained events' total Size.
-func (h *History) Bytes() int { return h.bytes }
+func (h *history) Bytes() int { return h.bytes }
 
-func (h *History) at(i int) *Event { return h.ring[(h.start+i)%len(h.ring)] }
+func (h *history) at(i int) *Event { return h.ring[(h.start+i)%len(h.ring)] }
 
 // Since returns the events after id, oldest first. ok is false when id is not
 // a known point (never seen, expired, or zero).
-func (h *History) Since(id ID) (events []*Event, ok bool) {
+func (h *history) Since(id ID) (events []*Event, ok bool) {
 	if id == 0 {
 		return nil, false
 	}
@@ -87,7 +87,7 @@ func (h *History) Since(id ID) (events []*Event, ok bool) {
 	return h.copyFrom(i + 1), true
 }
 
-func (h *History) copyFrom(i int) []*Event {
+func (h *history) copyFrom(i int) []*Event {
 	if i >= h.n {
 		return nil
 	}

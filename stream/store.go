@@ -14,7 +14,7 @@ type store struct {
 	last    ID // the newest ID issued
 	body    []byte
 	fresh   bool // body is the state at last (a replicated update may bring events without it)
-	history *History
+	history *history
 	started bool
 	// replicated: the ids come from a shared store, so a client may hold
 	// one this replica has not reached yet. Alone, such an id is forged.
@@ -22,7 +22,7 @@ type store struct {
 }
 
 func newStore(size, maxBytes int) *store {
-	return &store{history: NewHistory(size, maxBytes)}
+	return &store{history: newHistory(size, maxBytes)}
 }
 
 // reset starts a new life of the key, in a new epoch, with body as its
