@@ -127,6 +127,7 @@ func (s *streamer) serve(w http.ResponseWriter, r *http.Request, sub *stream.Sub
 	if err := out.send(s.retry, backlog); err != nil {
 		return // the client left
 	}
+	out.buf = nil // gathered the retry field and the backlog: an idle stream keeps no buffer
 	sub.Delivered(len(backlog))
 	_ = s.run(r.Context(), out, sub, slot) // a write error means the client left: nothing to do
 }
