@@ -164,6 +164,15 @@ func (tb *tab) listed(t *testing.T) ([]int, []string) {
 	return ids, users
 }
 
+func (tb *tab) str(t *testing.T, js string) string {
+	t.Helper()
+	s, err := chromedp.Run(tb.ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func (tb *tab) count(t *testing.T, js string) int {
 	t.Helper()
 	n, err := chromedp.Run(tb.ctx, chromedp.Evaluate[int](js))
@@ -199,6 +208,65 @@ func metric(t *testing.T, r demo.Ready, name string) string {
 		}
 	}
 	return ""
+}
+
+// page is alice's demo page in one browser (a Chromium tab, Firefox).
+type page interface {
+	waitFor(t *testing.T, cond string)
+	count(t *testing.T, js string) int
+	str(t *testing.T, js string) string
+	listed(t *testing.T) ([]int, []string)
+}
+
+// resumes checks that alice's page, whose stream the gateway ends
+// (SSEGATE_STREAM_MAX_DURATION), catches up on reconnect with Last-Event-ID:
+// every item added while it was away, once, and no second snapshot.
+func resumes(t *testing.T, r demo.Ready, p page) {
+	// The EventSource waits out the retry delay before it reconnects.
+	changed := func() string { return metric(t, r, `ssegate_upstream_polls_total{outcome="changed"}`) }
+	p.waitFor(t, `demo.state === "reconnecting"`)
+	opensBefore := p.count(t, `demo.opens`)
+	polled := changed()
+	var added []int
+	for range 40 { // missed while offline: the reconnect must bring each
+		added = append(added, add(r, "alice"))
+	}
+	r.Demo.Nudge(context.Background(), "alice")
+	for deadline := time.Now().Add(30 * time.Second); changed() == polled; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway never polled the nudged change")
+		}
+	}
+	if n := p.count(t, `demo.opens`); n != opensBefore {
+		t.Fatal("the page reconnected before the change was polled; the test could not exercise a resume")
+	}
+	p.waitFor(t, fmt.Sprintf(`demo.opens > %d && demo.state === "open"`, opensBefore))
+	p.waitFor(t, fmt.Sprintf(`demo.items.some(x => x.id === %d)`, added[len(added)-1]))
+
+	// Exactly once each, and the same list as the API's.
+	ids, _ := p.listed(t)
+	seen := map[int]int{}
+	for _, id := range ids {
+		seen[id]++
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("item %d shown %d times after the reconnect, want once", id, n)
+		}
+	}
+	for _, id := range added {
+		if seen[id] != 1 {
+			t.Errorf("item %d missing after the reconnect", id)
+		}
+	}
+	if want := len(r.Demo.API.Items("alice")); len(ids) != want {
+		log := p.str(t, `demo.events.map(e => e.type[0] + " " + e.id.split("-")[1] + " " + e.detail).join(" | ")`)
+		t.Errorf("page lists %d items, the API %d; the page's events: %s", len(ids), want, log)
+	}
+	// Resumed from history, not re-sent whole: the only snapshot is the first.
+	if n := p.count(t, `demo.events.filter(e => e.type === "snapshot").length`); n != 1 {
+		t.Errorf("%d snapshots received, want 1: the reconnect should resume with Last-Event-ID", n)
+	}
 }
 
 func TestBrowser(t *testing.T) {
@@ -250,52 +318,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("reconnects and resumes with Last-Event-ID", func(t *testing.T) {
-		// The gateway ends the stream (SSEGATE_STREAM_MAX_DURATION) and the
-		// EventSource waits out the retry delay before it reconnects.
-		changed := func() string { return metric(t, r, `ssegate_upstream_polls_total{outcome="changed"}`) }
-		alice.waitFor(t, `demo.state === "reconnecting"`)
-		opensBefore := alice.count(t, `demo.opens`)
-		polled := changed()
-		var added []int
-		for range 40 { // missed while offline: the reconnect must bring each
-			added = append(added, add(r, "alice"))
-		}
-		r.Demo.Nudge(ctx, "alice")
-		for deadline := time.Now().Add(30 * time.Second); changed() == polled; time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the gateway never polled the nudged change")
-			}
-		}
-		if n := alice.count(t, `demo.opens`); n != opensBefore {
-			t.Fatal("the page reconnected before the change was polled; the test could not exercise a resume")
-		}
-		alice.waitFor(t, fmt.Sprintf(`demo.opens > %d && demo.state === "open"`, opensBefore))
-		alice.waitFor(t, fmt.Sprintf(`demo.items.some(x => x.id === %d)`, added[len(added)-1]))
-
-		// Exactly once each, and the same list as the API's.
-		ids, _ := alice.listed(t)
-		seen := map[int]int{}
-		for _, id := range ids {
-			seen[id]++
-		}
-		for id, n := range seen {
-			if n != 1 {
-				t.Errorf("item %d shown %d times after the reconnect, want once", id, n)
-			}
-		}
-		for _, id := range added {
-			if seen[id] != 1 {
-				t.Errorf("item %d missing after the reconnect", id)
-			}
-		}
-		if want := len(r.Demo.API.Items("alice")); len(ids) != want {
-			log, _ := chromedp.Run(alice.ctx, chromedp.Evaluate[string](`demo.events.map(e => e.type[0] + " " + e.id.split("-")[1] + " " + e.detail).join(" | ")`))
-			t.Errorf("page lists %d items, the API %d; the page's events: %s", len(ids), want, log)
-		}
-		// Resumed from history, not re-sent whole: the only snapshot is the first.
-		if n := alice.count(t, `demo.events.filter(e => e.type === "snapshot").length`); n != 1 {
-			t.Errorf("%d snapshots received, want 1: the reconnect should resume with Last-Event-ID", n)
-		}
+		resumes(t, r, alice)
 	})
 
 	// The page's two counters, counted the same way (all the user's tabs,
