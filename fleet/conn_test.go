@@ -30,9 +30,9 @@ func TestUnreachableRedisFailsFast(t *testing.T) {
 		t.Errorf("ssegate_cluster_connected = %v", got)
 	}
 	for _, call := range []func() error{
-		func() error { _, _, err := e.TryAcquire(bg, "k"); return err },
-		func() error { _, err := e.Append(bg, "k", Position{}, Write{Body: []byte("x")}); return err },
-		func() error { _, _, err := e.State(bg, "k"); return err },
+		func() error { _, _, _, err := e.tryAcquire(bg, "k", 0); return err },
+		func() error { _, err := e.append(bg, "k", position{}, write{Body: []byte("x")}); return err },
+		func() error { _, _, err := e.state(bg, "k"); return err },
 		func() error { return e.PublishNudge(bg, nil) },
 	} {
 		if err := call(); !errors.Is(err, ErrDisconnected) {
@@ -69,8 +69,8 @@ func TestReconnectReportsAndResyncs(t *testing.T) {
 	if b.Connected() {
 		t.Fatal("still Connected")
 	}
-	if _, _, err := b.TryAcquire(bg, key); !errors.Is(err, ErrDisconnected) {
-		t.Errorf("TryAcquire while down = %v, want ErrDisconnected", err)
+	if _, _, _, err := b.tryAcquire(bg, key, 0); !errors.Is(err, ErrDisconnected) {
+		t.Errorf("tryAcquire while down = %v, want ErrDisconnected", err)
 	}
 	pos = appendN(t, a, key, pos, 3, "meanwhile")
 
@@ -111,7 +111,7 @@ func TestProbeDetectsSilentSubscription(t *testing.T) {
 		_, last, _ := col.at()
 		return last == pos.Last
 	})
-	t.Logf("caught up %v after the subscription went silent (probe timeout %v)", time.Since(cutAt), b.opts.ProbeTimeout)
+	t.Logf("caught up %v after the subscription went silent (probe timeout %v)", time.Since(cutAt), b.opts.probeTimeout)
 	if got := testutil.ToFloat64(b.metrics.errors.WithLabelValues(opProbe)); got < 1 {
 		t.Errorf("probe errors = %v, want the lost probe counted", got)
 	}
@@ -169,11 +169,11 @@ func TestKilledSubscriptionRecovers(t *testing.T) {
 func TestCloseReleasesLeasesAndLeaves(t *testing.T) {
 	v := newEnv(t)
 	a, b := v.open(), v.open()
-	if held, _, _ := a.TryAcquire(bg, "k1"); !held {
+	if held, _, _, _ := a.tryAcquire(bg, "k1", 0); !held {
 		t.Fatal("no lease")
 	}
 	a.Close()
-	if held, _, err := b.TryAcquire(context.Background(), "k1"); err != nil || !held {
+	if held, _, _, err := b.tryAcquire(context.Background(), "k1", 0); err != nil || !held {
 		t.Errorf("B after A closed: held %v, %v; want the lease at once", held, err)
 	}
 	if _, ok := <-a.Nudges(); ok {
@@ -183,15 +183,15 @@ func TestCloseReleasesLeasesAndLeaves(t *testing.T) {
 
 // following makes b follow key, a write its first body, and waits until b
 // has it: the start of every connection test.
-func following(t *testing.T, a, b *Engine, key string) (*collector, Position) {
+func following(t *testing.T, a, b *Engine, key string) (*collector, position) {
 	t.Helper()
 	col := newCollector(t)
-	f, err := b.Follow(key, col.fn)
+	f, err := b.follow(key, col.fn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.Stop)
-	pos, err := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
+	pos, err := a.append(bg, key, position{}, write{Body: []byte("first")})
 	if err != nil {
 		t.Fatal(err)
 	}

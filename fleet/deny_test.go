@@ -84,7 +84,7 @@ func TestDeniedKeyIsNotServedFromTheFleetsState(t *testing.T) {
 		t.Fatalf("first client: backlog %v, denial %v; want a snapshot", evs, d)
 	}
 	eventually(t, 2*time.Second, "the body is stored in Redis", func() bool {
-		_, ok, _ := a.State(bg, target.Key.ID())
+		_, ok, _ := a.state(bg, target.Key.ID())
 		return ok
 	})
 

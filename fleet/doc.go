@@ -12,10 +12,10 @@
 //	            │                            │
 //	┌───────────┴──────────┐     ┌───────────┴──────────┐
 //	│ replica A            │     │ replica B            │
-//	│ Lease held: polls ───┼──┐  │ Lease not held       │
-//	│ Follower ◄───────────┼┐ │  │ Follower ◄───────────┼┐
+//	│ lease held: polls ───┼──┐  │ lease not held       │
+//	│ follower ◄───────────┼┐ │  │ follower ◄───────────┼┐
 //	└──────────────────────┘│ │  └──────────────────────┘│
-//	               notify + │ │ Append             notify│+ read by id
+//	               notify + │ │ append             notify│+ read by id
 //	            ┌───────────┴─▼──────────────────────────┴┐
 //	            │ Redis: lease, state, events, channels   │
 //	            └─────────────────────────────────────────┘
@@ -40,7 +40,7 @@
 //	<prefix>{fleet}:replicas zset     replica token, scored by when its announcement runs out
 //	<prefix>{fleet}:secret   string   the key secret (see KeySecret), unless SSEGATE_KEY_SECRET
 //
-// State and events expire StateTTL (default 10 min) after the last append
+// State and events expire 10 minutes after the last append
 // or lease renewal: a key nobody polls is forgotten, as a hub forgets a key
 // after its linger. The events hold HistorySize events and HistoryBytes of
 // data plus a 48-byte estimate of each event's framing, like the hub's
@@ -57,7 +57,7 @@
 //     events. release: compare-and-DEL.
 //   - append: compare-and-append. The writer passes the position it read
 //     (epoch, last id, tag) or "first body"; the script refuses
-//     (ErrConflict, and the current position) if another writer appended
+//     (a conflict, and the current position) if another writer appended
 //     meanwhile, else XADDs the events with the next ids, trims, stores body
 //     and validators, and PUBLISHes the notification. A first body is
 //     allowed only without state and draws a new epoch. Two holders for a
@@ -82,30 +82,30 @@
 //
 //   - The holder dies or its last client leaves: its lease runs out (or is
 //     released) and a replica with clients of the key acquires it within
-//     LeaseTime (default 5 s), reads State and polls on from the stored body
+//     LeaseTime (default 5 s), reads state and polls on from the stored body
 //     and validators: no snapshot, conditional requests continue.
 //   - Two replicas believe they hold a key (a pause longer than the lease):
-//     the second Append gets ErrConflict; it reads State and carries on.
+//     the second append gets a conflict; it reads state and carries on.
 //     A holder steps down a tenth of LeaseTime before its lease may have run
 //     out if it cannot renew.
 //   - The key's state is lost (FLUSHALL, eviction, failover to an empty
-//     replica): the holder's Append gets ErrConflict with no state, writes a
+//     replica): the holder's append gets a conflict with no state, writes a
 //     first body with a new epoch, and every follower gets a Reset: clients
 //     resync with one snapshot, never a gap presented as continuity.
 //   - A failover loses the newest appends and a writer reuses their ids in
 //     the same epoch: the tags differ, and the first to notice (the old
-//     writer's Append, or a follower's read) deletes the state, so the next
+//     writer's append, or a follower's read) deletes the state, so the next
 //     append starts a new epoch as above.
 //   - A follower falls behind what Redis retains: Reset.
 //   - The pub/sub connection dies, loudly (CLIENT KILL, restart) or
 //     silently (a NAT or proxy drops it): the read fails, or the probe (a
-//     publish to the replica's own channel every ProbeInterval) is not back
-//     within ProbeTimeout; the connection is rebuilt, and every follower
+//     publish to the replica's own channel every second) is not back
+//     within 3 s; the connection is rebuilt, and every follower
 //     reads what it missed.
 //   - Redis is unreachable: calls fail within Timeout, then at once with
 //     ErrDisconnected; Connected is false (gauge ssegate_cluster_connected 0,
 //     logged once) and the caller polls alone. The probe loop retries every
-//     ProbeInterval; when a probe comes back, Connected is true again and
+//     second; when a probe comes back, Connected is true again and
 //     every follower reads. The replica count keeps its last value, so the
 //     fleet's upstream budget is not exceeded meanwhile.
 //
@@ -115,6 +115,6 @@
 // small keys; so about keys × (body + HistoryBytes) of memory. Per poll
 // that changes: one script on the holder, one notification, and one read
 // per other replica with clients of the key. Per replica: one pub/sub
-// connection and a probe and heartbeat per ProbeInterval. Persistence is
+// connection and a probe and heartbeat per second. Persistence is
 // optional: a lost state only costs each client one snapshot.
 package fleet

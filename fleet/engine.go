@@ -23,14 +23,18 @@ var (
 	// ErrDisconnected: Redis is unreachable (or was a moment ago and the
 	// liveness probe has not yet seen it back). The caller works alone.
 	ErrDisconnected = errors.New("fleet: not connected to Redis")
-	// ErrConflict: another writer appended to the key since the position
-	// the caller expected. Nothing was written.
-	ErrConflict = errors.New("fleet: another writer appended meanwhile")
-	// ErrUnknown: the position is not in the key's history (another epoch,
-	// trimmed, or no state): the client needs a snapshot.
-	ErrUnknown = errors.New("fleet: position not in the key's history")
 	// ErrClosed: the engine was closed.
 	ErrClosed = errors.New("fleet: engine closed")
+)
+
+// Errors of the history, which the shared keys handle themselves.
+var (
+	// errConflict: another writer appended to the key since the position
+	// the caller expected. Nothing was written.
+	errConflict = errors.New("fleet: another writer appended meanwhile")
+	// errUnknown: the position is not in the key's history (another epoch,
+	// trimmed, or no state): the client needs a snapshot.
+	errUnknown = errors.New("fleet: position not in the key's history")
 )
 
 // Options configure an Engine. Zero fields take DefaultOptions, except the
@@ -47,39 +51,42 @@ type Options struct {
 	// LeaseTime is how long a poll lease lasts unless renewed; holders renew
 	// it at a third of that. Default 5s.
 	LeaseTime time.Duration
-	// StateTTL is how long a key's state and history outlive its last write
-	// or lease renewal. Default 10m.
-	StateTTL time.Duration
 	// Timeout bounds each Redis call, so that an unreachable Redis costs a
 	// caller at most this. Default 1s.
 	Timeout time.Duration
-	// ProbeInterval is the time between liveness probes of the pub/sub
-	// connection and replica heartbeats. Default 1s.
-	ProbeInterval time.Duration
-	// ProbeTimeout is how long a probe may take to come back before the
-	// subscription is declared dead and rebuilt. Default 3s.
-	ProbeTimeout time.Duration
 	// Logger receives connection changes (never a URL, key or value).
 	// Default: discard.
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics. Default: none.
 	Registerer prometheus.Registerer
 
+	// No operator tunes these; tests shorten them. Zero: the defaults below.
+	//
+	// stateTTL is how long a key's state and history outlive its last
+	// write or lease renewal. probeInterval is the time between liveness
+	// probes of the pub/sub connection and replica heartbeats; probeTimeout
+	// is how long a probe may take to come back before the subscription is
+	// declared dead and rebuilt.
+	stateTTL, probeInterval, probeTimeout time.Duration
+
 	// dial and dialSub, for tests, dial the command and pub/sub
 	// connections.
 	dial, dialSub func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
+const (
+	defaultStateTTL      = 10 * time.Minute
+	defaultProbeInterval = time.Second
+	defaultProbeTimeout  = 3 * time.Second
+)
+
 // DefaultOptions are the defaults Open gives the zero fields of Options;
 // HistorySize and HistoryBytes have none.
 func DefaultOptions() Options {
 	return Options{
-		Prefix:        "ssegate:",
-		LeaseTime:     5 * time.Second,
-		StateTTL:      10 * time.Minute,
-		Timeout:       time.Second,
-		ProbeInterval: time.Second,
-		ProbeTimeout:  3 * time.Second,
+		Prefix:    "ssegate:",
+		LeaseTime: 5 * time.Second,
+		Timeout:   time.Second,
 	}
 }
 
@@ -103,10 +110,10 @@ func (o *Options) setDefaults() error {
 		o.HistoryBytes = 0
 	}
 	def(&o.LeaseTime, d.LeaseTime)
-	def(&o.StateTTL, d.StateTTL)
 	def(&o.Timeout, d.Timeout)
-	def(&o.ProbeInterval, d.ProbeInterval)
-	def(&o.ProbeTimeout, d.ProbeTimeout)
+	def(&o.stateTTL, defaultStateTTL)
+	def(&o.probeInterval, defaultProbeInterval)
+	def(&o.probeTimeout, defaultProbeTimeout)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -123,11 +130,11 @@ type Engine struct {
 	metrics *metrics
 
 	connected watched[bool]
-	load      watched[fleetLoad]
+	fleetLoad watched[fleetLoad]
 
 	subMu     sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE of followers
 	mu        sync.Mutex
-	followers map[string]*Follower // by notification channel
+	followers map[string]*follower // by notification channel
 	held      map[string]struct{}  // keys whose lease this replica holds
 	shared    map[*sharedKey]struct{}
 	secret    string        // the key secret, once read (KeySecret)
@@ -157,14 +164,14 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Engine, error) {
 	e := &Engine{
 		opts:      opts,
 		token:     randomHex(16),
-		followers: make(map[string]*Follower),
+		followers: make(map[string]*follower),
 		held:      make(map[string]struct{}),
 		shared:    make(map[*sharedKey]struct{}),
 		nudges:    make(chan []byte, 64),
 	}
 	e.metrics = newMetrics(opts.Registerer, e.leaderless)
 	e.names = names{prefix: opts.Prefix}
-	e.load.set(fleetLoad{replicas: 1})
+	e.fleetLoad.set(fleetLoad{replicas: 1})
 	// Fail fast: one dial attempt, no retries; the caller falls back to
 	// local polling and the probe loop reconnects.
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout, ro.PoolTimeout = opts.Timeout, opts.Timeout, opts.Timeout, opts.Timeout
@@ -230,7 +237,7 @@ func (e *Engine) Close() error {
 	for k := range e.held {
 		held = append(held, k)
 	}
-	fs := make([]*Follower, 0, len(e.followers))
+	fs := make([]*follower, 0, len(e.followers))
 	for _, f := range e.followers {
 		fs = append(fs, f)
 	}
@@ -242,7 +249,7 @@ func (e *Engine) Close() error {
 	// the lease time.
 	ctx, cancel := context.WithTimeout(context.Background(), e.opts.Timeout)
 	for _, k := range held {
-		_ = e.Release(ctx, k)
+		_ = e.release(ctx, k)
 	}
 	_ = e.leave(ctx)
 	cancel()
@@ -277,9 +284,6 @@ func (e *Engine) Connected() bool { v, _ := e.connected.get(); return v }
 
 // WatchConnected returns Connected and a channel closed at its next change.
 func (e *Engine) WatchConnected() (bool, <-chan struct{}) { return e.connected.get() }
-
-// Replica is this replica's random id, as it appears in Redis.
-func (e *Engine) Replica() string { return e.token }
 
 // setConnected records a change of Connected and reports whether it was one.
 func (e *Engine) setConnected(v bool, cause error) bool {
@@ -322,7 +326,7 @@ func (e *Engine) do(ctx context.Context, op string, f func(ctx context.Context) 
 	err := f(cctx)
 	cancel()
 	e.metrics.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, ErrConflict) || errors.Is(err, ErrUnknown) {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, errConflict) || errors.Is(err, errUnknown) {
 		return err
 	}
 	if ctx.Err() != nil {

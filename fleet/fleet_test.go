@@ -56,36 +56,36 @@ func TestLeaseIsExclusive(t *testing.T) {
 	v := newEnv(t)
 	a, b := v.open(), v.open()
 	const key = "k1"
-	if held, _, err := a.TryAcquire(bg, key); err != nil || !held {
-		t.Fatalf("A TryAcquire = %v, %v; want held", held, err)
+	if held, _, _, err := a.tryAcquire(bg, key, 0); err != nil || !held {
+		t.Fatalf("A tryAcquire = %v, %v; want held", held, err)
 	}
-	held, wait, err := b.TryAcquire(bg, key)
+	held, wait, _, err := b.tryAcquire(bg, key, 0)
 	if err != nil || held {
-		t.Fatalf("B TryAcquire = %v, %v; want not held", held, err)
+		t.Fatalf("B tryAcquire = %v, %v; want not held", held, err)
 	}
 	if wait <= 0 || wait > a.opts.LeaseTime {
 		t.Errorf("B's wait = %v, want in (0, %v]", wait, a.opts.LeaseTime)
 	}
-	if ok, err := b.Renew(bg, key); err != nil || ok {
-		t.Errorf("B Renew of A's lease = %v, %v; want false", ok, err)
+	if ok, _, err := b.renew(bg, key, 0); err != nil || ok {
+		t.Errorf("B renew of A's lease = %v, %v; want false", ok, err)
 	}
-	if err := b.Release(bg, key); err != nil {
+	if err := b.release(bg, key); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := a.Renew(bg, key); err != nil || !ok {
-		t.Fatalf("A Renew after B's Release = %v, %v; want still held", ok, err)
+	if ok, _, err := a.renew(bg, key, 0); err != nil || !ok {
+		t.Fatalf("A renew after B's release = %v, %v; want still held", ok, err)
 	}
 	if got := testutil.ToFloat64(a.metrics.leasesHeld); got != 1 {
 		t.Errorf("A ssegate_leases_held = %v, want 1", got)
 	}
-	if err := a.Release(bg, key); err != nil {
+	if err := a.release(bg, key); err != nil {
 		t.Fatal(err)
 	}
-	if held, _, err := b.TryAcquire(bg, key); err != nil || !held {
-		t.Fatalf("B TryAcquire after A's Release = %v, %v; want held", held, err)
+	if held, _, _, err := b.tryAcquire(bg, key, 0); err != nil || !held {
+		t.Fatalf("B tryAcquire after A's release = %v, %v; want held", held, err)
 	}
 	if got := testutil.ToFloat64(a.metrics.leasesHeld); got != 0 {
-		t.Errorf("A ssegate_leases_held = %v after Release, want 0", got)
+		t.Errorf("A ssegate_leases_held = %v after release, want 0", got)
 	}
 }
 
@@ -93,16 +93,16 @@ func TestLeaseTakeoverCountsAnotherWriter(t *testing.T) {
 	v := newEnv(t)
 	a, b := v.open(), v.open()
 	const key = "k1"
-	if _, err := a.Append(bg, key, Position{}, Write{Body: []byte("b1")}); err != nil {
+	if _, err := a.append(bg, key, position{}, write{Body: []byte("b1")}); err != nil {
 		t.Fatal(err)
 	}
-	if held, _, _ := b.TryAcquire(bg, key); !held {
+	if held, _, _, _ := b.tryAcquire(bg, key, 0); !held {
 		t.Fatal("B did not get the free lease")
 	}
 	if got := testutil.ToFloat64(b.metrics.takeovers); got != 1 {
 		t.Errorf("ssegate_lease_takeovers_total = %v, want 1 (A wrote last)", got)
 	}
-	if held, _, _ := a.TryAcquire(bg, "k2"); !held {
+	if held, _, _, _ := a.tryAcquire(bg, "k2", 0); !held {
 		t.Fatal("A did not get a fresh key's lease")
 	}
 	if got := testutil.ToFloat64(a.metrics.takeovers); got != 0 {
@@ -122,17 +122,17 @@ func TestLeaseTakeoverAfterHolderGoesSilent(t *testing.T) {
 	const key = "k1"
 	ctx, cancel := context.WithCancel(bg)
 	defer cancel()
-	la, lb := a.NewLease(key), b.NewLease(key)
+	la, lb := a.newLease(key), b.newLease(key)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); la.Run(ctx) }()
-	eventually(t, 2*time.Second, "A holds the lease", func() bool { held, _ := la.Held(); return held })
+	eventually(t, 2*time.Second, "A holds the lease", func() bool { held, _ := la.held.get(); return held })
 	go func() { defer wg.Done(); lb.Run(ctx) }()
 
 	// Both run for several lease times: B never gets it while A renews.
 	stop := time.Now().Add(3 * a.opts.LeaseTime)
 	for time.Now().Before(stop) {
-		if held, _ := lb.Held(); held {
+		if held, _ := lb.held.get(); held {
 			t.Fatal("B holds the lease while A renews it")
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -142,8 +142,8 @@ func TestLeaseTakeoverAfterHolderGoesSilent(t *testing.T) {
 	h.cut(true) // a partition: A reaches Redis no more
 	// Check exclusivity by each replica's own account, until B takes over.
 	for {
-		ha, _ := la.Held()
-		hb, _ := lb.Held()
+		ha, _ := la.held.get()
+		hb, _ := lb.held.get()
 		if ha && hb {
 			t.Fatal("A and B both hold the lease")
 		}
@@ -170,17 +170,17 @@ func TestConcurrentAppendsNeverCorruptTheSequence(t *testing.T) {
 	const key = "k1"
 	// First body: exactly one of two writers seeds the epoch.
 	var wg sync.WaitGroup
-	var pa, pb Position
+	var pa, pb position
 	var ea, eb error
 	wg.Add(2)
-	go func() { defer wg.Done(); pa, ea = a.Append(bg, key, Position{}, Write{Body: []byte("A")}) }()
-	go func() { defer wg.Done(); pb, eb = b.Append(bg, key, Position{}, Write{Body: []byte("B")}) }()
+	go func() { defer wg.Done(); pa, ea = a.append(bg, key, position{}, write{Body: []byte("A")}) }()
+	go func() { defer wg.Done(); pb, eb = b.append(bg, key, position{}, write{Body: []byte("B")}) }()
 	wg.Wait()
 	if (ea == nil) == (eb == nil) {
 		t.Fatalf("first appends: errors %v and %v, want exactly one conflict", ea, eb)
 	}
-	if !errors.Is(ea, ErrConflict) && !errors.Is(eb, ErrConflict) {
-		t.Fatalf("the loser's error is not ErrConflict: %v, %v", ea, eb)
+	if !errors.Is(ea, errConflict) && !errors.Is(eb, errConflict) {
+		t.Fatalf("the loser's error is not errConflict: %v, %v", ea, eb)
 	}
 	if pa != pb {
 		t.Fatalf("the loser was not told the winner's position: %+v vs %+v", pa, pb)
@@ -190,17 +190,17 @@ func TestConcurrentAppendsNeverCorruptTheSequence(t *testing.T) {
 	pos := pa
 	want := []string{}
 	for round := range 30 {
-		var wins [2]Position
+		var wins [2]position
 		var errs [2]error
 		for i, e := range []*Engine{a, b} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				w := Write{Body: fmt.Appendf(nil, "r%d-%d", round, i), Changes: []stream.Change{
+				w := write{Body: fmt.Appendf(nil, "r%d-%d", round, i), Changes: []stream.Change{
 					{Kind: stream.KindUpdated, Data: fmt.Appendf(nil, "r%d-%d-x", round, i)},
 					{Kind: stream.KindCreated, Data: fmt.Appendf(nil, "r%d-%d-y", round, i)},
 				}}
-				wins[i], errs[i] = e.Append(bg, key, pos, w)
+				wins[i], errs[i] = e.append(bg, key, pos, w)
 			}()
 		}
 		wg.Wait()
@@ -212,7 +212,7 @@ func TestConcurrentAppendsNeverCorruptTheSequence(t *testing.T) {
 					t.Fatalf("round %d: both appends succeeded", round)
 				}
 				won = i
-			case !errors.Is(err, ErrConflict):
+			case !errors.Is(err, errConflict):
 				t.Fatalf("round %d: %v", round, err)
 			}
 		}
@@ -225,12 +225,12 @@ func TestConcurrentAppendsNeverCorruptTheSequence(t *testing.T) {
 		pos = wins[won]
 		want = append(want, fmt.Sprintf("r%d-%d-x", round, won), fmt.Sprintf("r%d-%d-y", round, won))
 	}
-	st, evs, ok, err := a.Load(bg, key)
+	st, evs, ok, err := a.load(bg, key)
 	if err != nil || !ok {
-		t.Fatalf("Load: %v %v", ok, err)
+		t.Fatalf("load: %v %v", ok, err)
 	}
-	if st.Last != stream.ID(1+len(want)) || st.Position != pos {
-		t.Fatalf("state at %+v, want %+v", st.Position, pos)
+	if st.Last != stream.ID(1+len(want)) || st.position != pos {
+		t.Fatalf("state at %+v, want %+v", st.position, pos)
 	}
 	if len(evs) != len(want) {
 		t.Fatalf("%d events, want %d", len(evs), len(want))
@@ -242,11 +242,11 @@ func TestConcurrentAppendsNeverCorruptTheSequence(t *testing.T) {
 	}
 }
 
-func appendN(t *testing.T, e *Engine, key string, pos Position, n int, tag string) Position {
+func appendN(t *testing.T, e *Engine, key string, pos position, n int, tag string) position {
 	t.Helper()
 	for i := range n {
 		var err error
-		pos, err = e.Append(bg, key, pos, Write{Body: fmt.Appendf(nil, "%s-body-%d", tag, i), ETag: fmt.Sprintf(`"%s%d"`, tag, i),
+		pos, err = e.append(bg, key, pos, write{Body: fmt.Appendf(nil, "%s-body-%d", tag, i), ETag: fmt.Sprintf(`"%s%d"`, tag, i),
 			Changes: []stream.Change{{Kind: stream.KindPatch, Data: fmt.Appendf(nil, "%s-%d", tag, i)}}})
 		if err != nil {
 			t.Fatalf("append %d: %v", i, err)
@@ -259,7 +259,7 @@ func TestSinceReturnsExactlyTheMissedEventsAcrossEngines(t *testing.T) {
 	v := newEnv(t)
 	a, b := v.open(func(o *Options) { o.HistorySize = 5 }), v.open(func(o *Options) { o.HistorySize = 5 })
 	const key = "k1"
-	p1, err := a.Append(bg, key, Position{}, Write{Body: []byte("first"), ETag: `"e1"`, LastModified: "Mon, 01 Jan 2024 00:00:00 GMT"})
+	p1, err := a.append(bg, key, position{}, write{Body: []byte("first"), ETag: `"e1"`, LastModified: "Mon, 01 Jan 2024 00:00:00 GMT"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,45 +270,45 @@ func TestSinceReturnsExactlyTheMissedEventsAcrossEngines(t *testing.T) {
 	if !ok {
 		t.Fatal("wire id does not parse")
 	}
-	r, err := b.Since(bg, key, Position{Epoch: p1.Epoch, Last: client}, 100, true)
+	r, err := b.since(bg, key, position{Epoch: p1.Epoch, Last: client}, 100, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Events) != 2 || r.Events[0].ID != 3 || r.Events[1].ID != 4 || string(r.Events[1].Data) != "a-2" || r.Events[1].Kind != stream.KindPatch {
-		t.Fatalf("Since(2) = %+v, want events 3 and 4", r.Events)
+		t.Fatalf("since(2) = %+v, want events 3 and 4", r.Events)
 	}
 	if r.Last != p4 || r.Next != p4 || string(r.Body) != "a-body-2" {
-		t.Fatalf("Since(2): last %+v next %+v body %q; want %+v and the newest body", r.Last, r.Next, r.Body, p4)
+		t.Fatalf("since(2): last %+v next %+v body %q; want %+v and the newest body", r.Last, r.Next, r.Body, p4)
 	}
 	// A limit splits the read; the body comes only with the newest event.
-	r, err = b.Since(bg, key, Position{Epoch: p1.Epoch, Last: 1}, 2, true)
+	r, err = b.since(bg, key, position{Epoch: p1.Epoch, Last: 1}, 2, true)
 	if err != nil || len(r.Events) != 2 || r.Next.Last != 3 || r.Body != nil {
-		t.Fatalf("Since(1, limit 2) = %+v, %v; want 2, 3 and no body", r, err)
+		t.Fatalf("since(1, limit 2) = %+v, %v; want 2, 3 and no body", r, err)
 	}
-	if r, err = b.Since(bg, key, r.Next, 2, false); err != nil || len(r.Events) != 1 || r.Events[0].ID != 4 || r.Body != nil {
-		t.Fatalf("Since(3) = %+v, %v; want event 4", r, err)
+	if r, err = b.since(bg, key, r.Next, 2, false); err != nil || len(r.Events) != 1 || r.Events[0].ID != 4 || r.Body != nil {
+		t.Fatalf("since(3) = %+v, %v; want event 4", r, err)
 	}
 	// Up to date: nothing.
-	if r, err = b.Since(bg, key, p4, 10, false); err != nil || len(r.Events) != 0 {
-		t.Fatalf("Since(last) = %+v, %v; want nothing", r, err)
+	if r, err = b.since(bg, key, p4, 10, false); err != nil || len(r.Events) != 0 {
+		t.Fatalf("since(last) = %+v, %v; want nothing", r, err)
 	}
 	// Another epoch, or a future id: unknown, a snapshot is needed.
-	for _, p := range []Position{{Epoch: "other", Last: 2}, {Epoch: p1.Epoch, Last: 0}} {
-		if _, err := b.Since(bg, key, p, 10, false); !errors.Is(err, ErrUnknown) {
-			t.Errorf("Since(%+v) = %v, want ErrUnknown", p, err)
+	for _, p := range []position{{Epoch: "other", Last: 2}, {Epoch: p1.Epoch, Last: 0}} {
+		if _, err := b.since(bg, key, p, 10, false); !errors.Is(err, errUnknown) {
+			t.Errorf("since(%+v) = %v, want errUnknown", p, err)
 		}
 	}
 	// Trimmed: 5 events kept, so after id 6 more, id 2 is gone.
 	appendN(t, a, key, p4, 6, "b")
-	if _, err := b.Since(bg, key, Position{Epoch: p1.Epoch, Last: 2}, 10, false); !errors.Is(err, ErrUnknown) {
-		t.Errorf("Since(trimmed) = %v, want ErrUnknown", err)
+	if _, err := b.since(bg, key, position{Epoch: p1.Epoch, Last: 2}, 10, false); !errors.Is(err, errUnknown) {
+		t.Errorf("since(trimmed) = %v, want errUnknown", err)
 	}
-	if r, err := b.Since(bg, key, Position{Epoch: p1.Epoch, Last: 5}, 10, false); err != nil || len(r.Events) != 5 {
-		t.Errorf("Since(floor 5) = %d events, %v; want 5", len(r.Events), err)
+	if r, err := b.since(bg, key, position{Epoch: p1.Epoch, Last: 5}, 10, false); err != nil || len(r.Events) != 5 {
+		t.Errorf("since(floor 5) = %d events, %v; want 5", len(r.Events), err)
 	}
-	st, ok, err := b.State(bg, key)
+	st, ok, err := b.state(bg, key)
 	if err != nil || !ok || st.Last != 10 || st.ETag != `"b5"` || string(st.Body) != "b-body-5" || st.LastModified != "" {
-		t.Fatalf("State = %+v %v %v", st, ok, err)
+		t.Fatalf("state = %+v %v %v", st, ok, err)
 	}
 	if n, _ := v.raw.XLen(bg, b.names.events(key)).Result(); n != 5 {
 		t.Errorf("XLEN = %d, want the history size 5", n)
@@ -319,13 +319,13 @@ func TestHistoryBoundedByBytes(t *testing.T) {
 	v := newEnv(t)
 	a := v.open(func(o *Options) { o.HistoryBytes = 4 * (100 + entryOverhead) })
 	const key = "k1"
-	pos, err := a.Append(bg, key, Position{}, Write{Body: []byte("x")})
+	pos, err := a.append(bg, key, position{}, write{Body: []byte("x")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	data := []byte(strings.Repeat("d", 100))
 	for range 10 {
-		if pos, err = a.Append(bg, key, pos, Write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: data}}}); err != nil {
+		if pos, err = a.append(bg, key, pos, write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: data}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -337,14 +337,14 @@ func TestHistoryBoundedByBytes(t *testing.T) {
 	}
 	// One event over the bound is not kept at all.
 	big := []byte(strings.Repeat("B", 1000))
-	if pos, err = a.Append(bg, key, pos, Write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: big}}}); err != nil {
+	if pos, err = a.append(bg, key, pos, write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: big}}}); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := v.raw.XLen(bg, a.names.events(key)).Result(); n != 0 {
 		t.Errorf("XLEN = %d after an oversized event, want 0", n)
 	}
-	if r, err := a.Since(bg, key, pos, 10, false); err != nil || len(r.Events) != 0 {
-		t.Errorf("Since(newest) = %+v %v: the newest position must stay known", r, err)
+	if r, err := a.since(bg, key, pos, 10, false); err != nil || len(r.Events) != 0 {
+		t.Errorf("since(newest) = %+v %v: the newest position must stay known", r, err)
 	}
 }
 
@@ -356,7 +356,7 @@ type collector struct {
 	epoch   stream.Epoch
 	last    stream.ID
 	resets  int
-	events  []Entry
+	events  []entry
 	bodies  map[stream.ID]string
 	updates int
 }
@@ -365,14 +365,14 @@ func newCollector(t *testing.T) *collector {
 	return &collector{t: t, bodies: map[stream.ID]string{}}
 }
 
-func (c *collector) fn(u Update) {
+func (c *collector) fn(u update) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.updates++
 	if u.Reset {
 		c.resets++
 		c.epoch, c.last = u.Epoch, u.Last
-		c.events = append([]Entry(nil), u.Events...)
+		c.events = append([]entry(nil), u.Events...)
 	} else {
 		if u.Epoch != c.epoch {
 			c.t.Errorf("update of epoch %s without a reset from %s", u.Epoch, c.epoch)
@@ -414,32 +414,32 @@ func TestFollowersGetEachEventOnceInOrder(t *testing.T) {
 	a, b, c := v.open(), v.open(), v.open()
 	const key = "k1"
 	var cols []*collector
-	var fs []*Follower
+	var fs []*follower
 	for _, e := range []*Engine{a, b, c} {
 		col := newCollector(t)
-		f, err := e.Follow(key, col.fn)
+		f, err := e.follow(key, col.fn)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer f.Stop()
 		cols, fs = append(cols, col), append(fs, f)
 	}
-	if _, err := a.Follow(key, func(Update) {}); err == nil {
+	if _, err := a.follow(key, func(update) {}); err == nil {
 		t.Error("a second follower of one key on one engine was accepted")
 	}
-	pos, err := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
+	pos, err := a.append(bg, key, position{}, write{Body: []byte("first")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var want []string
 	for i := range 40 {
-		w := Write{Body: fmt.Appendf(nil, "body%d", i)}
+		w := write{Body: fmt.Appendf(nil, "body%d", i)}
 		for j := range 1 + i%3 {
 			d := fmt.Sprintf("e%d.%d", i, j)
 			w.Changes = append(w.Changes, stream.Change{Kind: stream.KindUpdated, Data: []byte(d)})
 			want = append(want, d)
 		}
-		if pos, err = a.Append(bg, key, pos, w); err != nil {
+		if pos, err = a.append(bg, key, pos, w); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -478,12 +478,12 @@ func TestLostNotificationIsCaughtUp(t *testing.T) {
 	a, b := v.open(), v.open()
 	const key = "k1"
 	col := newCollector(t)
-	f, err := b.Follow(key, col.fn)
+	f, err := b.follow(key, col.fn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Stop()
-	pos, err := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
+	pos, err := a.append(bg, key, position{}, write{Body: []byte("first")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,12 +507,12 @@ func TestStateLostStartsANewEpoch(t *testing.T) {
 	a, b := v.open(), v.open()
 	const key = "k1"
 	col := newCollector(t)
-	f, err := b.Follow(key, col.fn)
+	f, err := b.follow(key, col.fn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Stop()
-	p1, err := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
+	p1, err := a.append(bg, key, position{}, write{Body: []byte("first")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,14 +521,14 @@ func TestStateLostStartsANewEpoch(t *testing.T) {
 
 	v.flush() // Redis lost everything (FLUSHALL, failover to an empty replica)
 
-	if _, err := a.Since(bg, key, pos, 10, false); !errors.Is(err, ErrUnknown) {
-		t.Errorf("Since after the loss = %v, want ErrUnknown", err)
+	if _, err := a.since(bg, key, pos, 10, false); !errors.Is(err, errUnknown) {
+		t.Errorf("since after the loss = %v, want errUnknown", err)
 	}
-	cur, err := a.Append(bg, key, pos, Write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: []byte("x")}}})
-	if !errors.Is(err, ErrConflict) || cur != (Position{}) {
-		t.Fatalf("Append after the loss = %+v, %v; want a conflict and no state", cur, err)
+	cur, err := a.append(bg, key, pos, write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: []byte("x")}}})
+	if !errors.Is(err, errConflict) || cur != (position{}) {
+		t.Fatalf("append after the loss = %+v, %v; want a conflict and no state", cur, err)
 	}
-	p2, err := a.Append(bg, key, Position{}, Write{Body: []byte("again")})
+	p2, err := a.append(bg, key, position{}, write{Body: []byte("again")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -553,12 +553,12 @@ func TestForkedHistoryStartsANewEpoch(t *testing.T) {
 	a, b, c := v.open(), v.open(), v.open()
 	const key = "k1"
 	col := newCollector(t)
-	f, err := b.Follow(key, col.fn)
+	f, err := b.follow(key, col.fn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Stop()
-	p1, err := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
+	p1, err := a.append(bg, key, position{}, write{Body: []byte("first")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -578,20 +578,20 @@ func TestForkedHistoryStartsANewEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	// C, the new holder, carries on from what it reads; so does A, whose
-	// Append notices the fork itself.
-	cs, _, _ := c.State(bg, key)
-	if cs.Position != p2 {
-		t.Fatalf("C reads %+v, want %+v", cs.Position, p2)
+	// append notices the fork itself.
+	cs, _, _ := c.state(bg, key)
+	if cs.position != p2 {
+		t.Fatalf("C reads %+v, want %+v", cs.position, p2)
 	}
 	// Two appends, B notified of the second only: B reads after its id 3,
 	// which the forked history has too, with another tag.
 	c.muteNotify = true
-	c3, err := c.Append(bg, key, cs.Position, Write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: []byte("forked")}}})
+	c3, err := c.append(bg, key, cs.position, write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: []byte("forked")}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.muteNotify = false
-	if _, err := c.Append(bg, key, c3, Write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: []byte("forked2")}}}); err != nil {
+	if _, err := c.append(bg, key, c3, write{Body: []byte("x"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: []byte("forked2")}}}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "B's read deletes the forked state", func() bool {
@@ -603,17 +603,17 @@ func TestForkedHistoryStartsANewEpoch(t *testing.T) {
 			t.Fatal("B delivered an event of the forked history as a continuation")
 		}
 	}
-	if _, err := c.Append(bg, key, Position{}, Write{Body: []byte("fresh")}); err != nil {
+	if _, err := c.append(bg, key, position{}, write{Body: []byte("fresh")}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 2*time.Second, "B resets to a new epoch", func() bool { ep, _, resets := col.at(); return resets == 2 && ep != p1.Epoch })
 
 	// A position at the newest id with another tag is a fork too.
-	now, _, _ := b.State(bg, key)
-	forged := now.Position
+	now, _, _ := b.state(bg, key)
+	forged := now.position
 	forged.tag = "other"
-	if _, err := b.Since(bg, key, forged, 10, false); !errors.Is(err, ErrUnknown) {
-		t.Errorf("Since at the newest id with another tag = %v, want ErrUnknown", err)
+	if _, err := b.since(bg, key, forged, 10, false); !errors.Is(err, errUnknown) {
+		t.Errorf("since at the newest id with another tag = %v, want errUnknown", err)
 	}
 	if n, _ := v.raw.Exists(bg, st).Result(); n != 0 {
 		t.Error("the state survived a fork at the newest id")
@@ -621,7 +621,7 @@ func TestForkedHistoryStartsANewEpoch(t *testing.T) {
 
 	// The writer's own check: A still thinks it is at p3.
 	v.flush()
-	q1, _ := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
+	q1, _ := a.append(bg, key, position{}, write{Body: []byte("first")})
 	q2 := appendN(t, a, key, q1, 1, "kept")
 	appendN(t, a, key, q2, 1, "lost") // an event beyond the state restored below
 	if err := v.raw.HSet(bg, st, "s", "2", "h", q2.tag).Err(); err != nil {
@@ -629,17 +629,17 @@ func TestForkedHistoryStartsANewEpoch(t *testing.T) {
 	}
 	// C, which read the state at q2, finds events beyond it (the state
 	// was restored older than the events): it trusts neither.
-	if cur, err := c.Append(bg, key, q2, Write{Body: []byte("y"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: []byte("z")}}}); !errors.Is(err, ErrConflict) || cur != (Position{}) {
+	if cur, err := c.append(bg, key, q2, write{Body: []byte("y"), Changes: []stream.Change{{Kind: stream.KindUpdated, Data: []byte("z")}}}); !errors.Is(err, errConflict) || cur != (position{}) {
 		t.Fatalf("C's append below the events = %+v, %v; want a conflict and the state gone", cur, err)
 	}
 	v.flush()
-	q1, _ = a.Append(bg, key, Position{}, Write{Body: []byte("first")})
+	q1, _ = a.append(bg, key, position{}, write{Body: []byte("first")})
 	q2 = appendN(t, a, key, q1, 1, "kept")
 	q3 := appendN(t, a, key, q2, 1, "lost")
 	if err := v.raw.HSet(bg, st, "s", "2", "h", q2.tag).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if cur, err := a.Append(bg, key, q3, Write{Body: []byte("y")}); !errors.Is(err, ErrConflict) || cur != (Position{}) {
+	if cur, err := a.append(bg, key, q3, write{Body: []byte("y")}); !errors.Is(err, errConflict) || cur != (position{}) {
 		t.Fatalf("A's append after the fork = %+v, %v; want a conflict and the state gone", cur, err)
 	}
 }
@@ -693,12 +693,12 @@ func TestOwnAppendAfterAnotherWritersIsRead(t *testing.T) {
 	a, b := v.open(), v.open()
 	const key = "k1"
 	col := newCollector(t)
-	f, err := a.Follow(key, col.fn)
+	f, err := a.follow(key, col.fn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Stop()
-	pos, err := a.Append(bg, key, Position{}, Write{Body: []byte("first")})
+	pos, err := a.append(bg, key, position{}, write{Body: []byte("first")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -720,7 +720,7 @@ func TestShareFollowsLeases(t *testing.T) {
 	a, b := v.open(), v.open()
 	c := v.open()
 	for _, k := range []string{"k1", "k2"} {
-		if held, _, err := a.TryAcquire(context.Background(), k); err != nil || !held {
+		if held, _, _, err := a.tryAcquire(context.Background(), k, 0); err != nil || !held {
 			t.Fatalf("acquire %s: %v, %v", k, held, err)
 		}
 	}
@@ -735,7 +735,7 @@ func TestShareFollowsLeases(t *testing.T) {
 func TestLeasesCountTheFleetsSubscribers(t *testing.T) {
 	v := newEnv(t)
 	a, b := v.open(), v.open()
-	la, lb := a.NewLease("k1"), b.NewLease("k1")
+	la, lb := a.newLease("k1"), b.newLease("k1")
 	la.subs = func() int { return 2 }
 	lb.subs = func() int { return 3 }
 	ctx, cancel := context.WithCancel(context.Background())
@@ -745,12 +745,12 @@ func TestLeasesCountTheFleetsSubscribers(t *testing.T) {
 	go la.Run(ctx)
 	go func() { lb.Run(ctxB); close(doneB) }()
 	eventually(t, 3*time.Second, "both count 5", func() bool {
-		return la.FleetSubscribers() == 5 && lb.FleetSubscribers() == 5
+		return la.fleetSubscribers() == 5 && lb.fleetSubscribers() == 5
 	})
 	// A replica that stops reporting drops out within the lease time.
 	cancelB()
 	<-doneB
-	eventually(t, 3*time.Second, "A counts its own 2", func() bool { return la.FleetSubscribers() == 2 })
+	eventually(t, 3*time.Second, "A counts its own 2", func() bool { return la.fleetSubscribers() == 2 })
 }
 
 // Without Redis the shares are even again: every replica polls its own
@@ -758,7 +758,7 @@ func TestLeasesCountTheFleetsSubscribers(t *testing.T) {
 func TestShareWhileDisconnectedIsEven(t *testing.T) {
 	v := newEnv(t)
 	a, b := v.open(), v.open()
-	if held, _, err := a.TryAcquire(context.Background(), "k1"); err != nil || !held {
+	if held, _, _, err := a.tryAcquire(context.Background(), "k1", 0); err != nil || !held {
 		t.Fatalf("acquire: %v, %v", held, err)
 	}
 	eventually(t, 3*time.Second, "weighed shares", func() bool { return a.Share(30) == 20 && b.Share(30) == 10 })

@@ -15,9 +15,9 @@ import (
 	"github.com/ssegate/ssegate/stream"
 )
 
-// Update is what a follower receives: the next part of its key's history,
+// update is what a follower receives: the next part of its key's history,
 // always in order and each event once.
-type Update struct {
+type update struct {
 	// Reset: the history this follower had does not continue (the key has a
 	// new epoch, or the follower fell behind what Redis retains). Start over
 	// from Body at Last, with Events the history Redis retains up to Last;
@@ -29,50 +29,50 @@ type Update struct {
 	Last stream.ID
 	// Events follow the previous update's Last without a gap (on a Reset,
 	// they are the retained history, ending at Last).
-	Events []Entry
+	Events []entry
 	// Body is the body at Last when the update reaches the newest state
-	// Redis holds (always on a Reset and on this replica's own Append);
+	// Redis holds (always on a Reset and on this replica's own append);
 	// nil when more events follow at once.
 	Body []byte
 }
 
-// Follower delivers one key's history, as Redis holds it, to this replica:
+// follower delivers one key's history, as Redis holds it, to this replica:
 // the events any replica appends, each once, in order. It reads after every
 // notification of an append, after every reconnection (notifications sent
 // while the subscription was down are lost, the events are not), and when
-// asked (Refresh).
-type Follower struct {
+// asked (poke).
+type follower struct {
 	e       *Engine
 	key     string
 	channel string
-	fn      func(Update)
+	fn      func(update)
 
 	wake     chan struct{}            // one token: read now
-	at       atomic.Pointer[Position] // pos, for the pub/sub loop to skip news it has
+	at       atomic.Pointer[position] // pos, for the pub/sub loop to skip news it has
 	ctx      context.Context
 	cancel   context.CancelFunc
 	stopOnce sync.Once
 	done     chan struct{}
 
 	mu      sync.Mutex // held while fn runs, so that updates never overlap
-	pos     Position
+	pos     position
 	stopped bool
 }
 
 // errFollowed: the key has a follower on this engine already.
 var errFollowed = errors.New("followed already")
 
-// Follow starts delivering key's history to fn, which is called from one
+// follow starts delivering key's history to fn, which is called from one
 // goroutine at a time and must return soon; it must not call the
 // follower's Stop. The first update is a Reset with the key's state, as
 // soon as the key has one. One follower per key and engine.
-func (e *Engine) Follow(key string, fn func(Update)) (*Follower, error) {
+func (e *Engine) follow(key string, fn func(update)) (*follower, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
-	f := &Follower{e: e, key: key, channel: e.names.notify(key), fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	f := &follower{e: e, key: key, channel: e.names.notify(key), fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	f.ctx, f.cancel = context.WithCancel(e.ctx)
-	f.at.Store(&Position{})
+	f.at.Store(&position{})
 	e.subMu.Lock()
 	defer e.subMu.Unlock()
 	e.mu.Lock()
@@ -105,11 +105,9 @@ func (e *Engine) Follow(key string, fn func(Update)) (*Follower, error) {
 	return f, nil
 }
 
-// Refresh asks for a read now: the newest events and body, or a Reset
-// when the follower's position is no longer in the history.
-func (f *Follower) Refresh() { f.poke() }
-
-func (f *Follower) poke() {
+// poke asks for a read now: the newest events and body, or a Reset when
+// the follower's position is no longer in the history.
+func (f *follower) poke() {
 	select {
 	case f.wake <- struct{}{}:
 	default:
@@ -117,7 +115,7 @@ func (f *Follower) poke() {
 }
 
 // Stop ends the deliveries; fn is not called after it returns.
-func (f *Follower) Stop() {
+func (f *follower) Stop() {
 	f.stopOnce.Do(func() {
 		e := f.e
 		e.subMu.Lock()
@@ -141,7 +139,7 @@ func (f *Follower) Stop() {
 	})
 }
 
-func (f *Follower) run() {
+func (f *follower) run() {
 	defer close(f.done)
 	for {
 		select {
@@ -156,7 +154,7 @@ func (f *Follower) run() {
 
 // notified is the pub/sub loop's news of an append: "<epoch> <previous id>
 // <last id> <tag>".
-func (f *Follower) notified(payload string) {
+func (f *follower) notified(payload string) {
 	parts := strings.Fields(payload)
 	if len(parts) == 4 {
 		at := f.at.Load()
@@ -170,7 +168,7 @@ func (f *Follower) notified(payload string) {
 
 // sync reads what follows the follower's position and delivers it. It
 // reports whether more may follow at once.
-func (f *Follower) sync() (more bool) {
+func (f *follower) sync() (more bool) {
 	// Every read asks for the body: a hub needs the newest one for the
 	// snapshots of clients that join, and it comes only with a read that
 	// reaches the newest event, one per change at most, which is less than
@@ -182,8 +180,8 @@ func (f *Follower) sync() (more bool) {
 	if pos.Epoch == "" {
 		return f.reset(pos)
 	}
-	r, err := f.e.Since(f.ctx, f.key, pos, f.e.opts.HistorySize, withBody)
-	if errors.Is(err, ErrUnknown) {
+	r, err := f.e.since(f.ctx, f.key, pos, f.e.opts.HistorySize, withBody)
+	if errors.Is(err, errUnknown) {
 		return f.reset(pos)
 	}
 	if err != nil {
@@ -192,18 +190,18 @@ func (f *Follower) sync() (more bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped || f.pos != pos {
-		return !f.stopped // an Append of this replica delivered meanwhile
+		return !f.stopped // an append of this replica delivered meanwhile
 	}
 	if len(r.Events) > 0 || r.Body != nil {
-		f.fn(Update{Epoch: pos.Epoch, Last: r.Next.Last, Events: r.Events, Body: r.Body})
+		f.fn(update{Epoch: pos.Epoch, Last: r.Next.Last, Events: r.Events, Body: r.Body})
 	}
 	f.setPos(r.Next)
 	return r.Next.Last < r.Last.Last
 }
 
 // reset starts over from the key's whole state in Redis.
-func (f *Follower) reset(pos Position) (more bool) {
-	st, evs, ok, err := f.e.Load(f.ctx, f.key)
+func (f *follower) reset(pos position) (more bool) {
+	st, evs, ok, err := f.e.load(f.ctx, f.key)
 	if err != nil || !ok {
 		return false // no state yet: the first append's notification brings it
 	}
@@ -212,13 +210,13 @@ func (f *Follower) reset(pos Position) (more bool) {
 	if f.stopped || f.pos != pos {
 		return !f.stopped
 	}
-	f.fn(Update{Reset: true, Epoch: st.Epoch, Last: st.Last, Events: evs, Body: st.Body})
-	f.setPos(st.Position)
+	f.fn(update{Reset: true, Epoch: st.Epoch, Last: st.Last, Events: evs, Body: st.Body})
+	f.setPos(st.position)
 	return false
 }
 
 // setPos must be called with f.mu held.
-func (f *Follower) setPos(p Position) {
+func (f *follower) setPos(p position) {
 	f.pos = p
 	f.at.Store(&p)
 }
@@ -227,7 +225,7 @@ func (f *Follower) setPos(p Position) {
 // that the local clients need no read of Redis: delivered at once when it
 // follows the follower's position, else left to the read the notification
 // triggers.
-func (e *Engine) offer(key string, prev, pos Position, w Write) {
+func (e *Engine) offer(key string, prev, pos position, w write) {
 	e.mu.Lock()
 	f := e.followers[e.names.notify(key)]
 	e.mu.Unlock()
@@ -240,16 +238,16 @@ func (e *Engine) offer(key string, prev, pos Position, w Write) {
 	case f.stopped:
 	case f.pos == pos:
 		// A read delivered the events first; the body it did not.
-		f.fn(Update{Epoch: pos.Epoch, Last: pos.Last, Body: w.Body})
+		f.fn(update{Epoch: pos.Epoch, Last: pos.Last, Body: w.Body})
 	case prev.Epoch == "":
-		f.fn(Update{Reset: true, Epoch: pos.Epoch, Last: pos.Last, Body: w.Body})
+		f.fn(update{Reset: true, Epoch: pos.Epoch, Last: pos.Last, Body: w.Body})
 		f.setPos(pos)
 	case f.pos == prev:
-		u := Update{Epoch: pos.Epoch, Last: pos.Last, Body: w.Body}
+		u := update{Epoch: pos.Epoch, Last: pos.Last, Body: w.Body}
 		if pos.Last > prev.Last {
-			u.Events = make([]Entry, 0, len(w.Changes))
+			u.Events = make([]entry, 0, len(w.Changes))
 			for i, c := range w.Changes {
-				u.Events = append(u.Events, Entry{ID: prev.Last + 1 + stream.ID(i), Kind: c.Kind, Data: c.Data})
+				u.Events = append(u.Events, entry{ID: prev.Last + 1 + stream.ID(i), Kind: c.Kind, Data: c.Data})
 			}
 		}
 		f.fn(u)
@@ -299,7 +297,7 @@ func (e *Engine) ping() error {
 // pubsubLoop keeps this replica's subscription alive: the probe channel,
 // the nudge channel and each follower's notification channel, on one
 // connection, probed by publishing to the replica's own channel. A probe
-// that does not come back within ProbeTimeout means the subscription is
+// that does not come back within probeTimeout means the subscription is
 // dead even if the connection looks open (a NAT or proxy dropped it, a
 // failover left it on the old node): it is closed and rebuilt, and every
 // follower reads what it may have missed.
@@ -328,7 +326,7 @@ func (e *Engine) pubsubLoop(first chan struct{}) {
 		select {
 		case <-e.ctx.Done():
 			return
-		case <-time.After(e.opts.ProbeInterval):
+		case <-time.After(e.opts.probeInterval):
 		}
 	}
 }
@@ -377,7 +375,7 @@ func (e *Engine) serve(opened func()) error {
 		}
 		deadline := next
 		if probe != "" {
-			deadline = sentAt.Add(e.opts.ProbeTimeout)
+			deadline = sentAt.Add(e.opts.probeTimeout)
 			if !time.Now().Before(deadline) {
 				e.metrics.errors.WithLabelValues(opProbe).Inc()
 				return errProbeLost
@@ -401,7 +399,7 @@ func (e *Engine) serve(opened func()) error {
 			if m.Payload != probe {
 				continue // a late answer to an earlier probe
 			}
-			probe, next = "", sentAt.Add(e.opts.ProbeInterval)
+			probe, next = "", sentAt.Add(e.opts.probeInterval)
 			e.heartbeat()
 			if e.setConnected(true, nil) || !resynced {
 				// Notifications sent while no subscription listened

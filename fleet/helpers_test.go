@@ -81,8 +81,8 @@ func (v *env) options() Options {
 		HistorySize:   100,
 		LeaseTime:     300 * time.Millisecond,
 		Timeout:       300 * time.Millisecond,
-		ProbeInterval: 100 * time.Millisecond,
-		ProbeTimeout:  400 * time.Millisecond,
+		probeInterval: 100 * time.Millisecond,
+		probeTimeout:  400 * time.Millisecond,
 		Registerer:    prometheus.NewRegistry(),
 	}
 }
@@ -122,7 +122,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 // holeConn is a connection that can go silent: once cut, it swallows what
 // is written and never returns what arrives, but stays open, as a
-// connection through a NAT that forgot it does. Read deadlines still apply.
+// connection through a NAT that forgot it does. read deadlines still apply.
 type holeConn struct {
 	net.Conn
 	cut *atomic.Bool

@@ -10,10 +10,10 @@ import (
 	"github.com/ssegate/ssegate/stream"
 )
 
-// Position is a point in a key's history: the epoch of its current life and
-// the ID of the newest event (1 is the first body). The zero Position means
+// position is a point in a key's history: the epoch of its current life and
+// the ID of the newest event (1 is the first body). The zero position means
 // "no state".
-type Position struct {
+type position struct {
 	Epoch stream.Epoch
 	Last  stream.ID
 	// tag names the append that wrote Last, when known: two histories
@@ -22,25 +22,25 @@ type Position struct {
 }
 
 // Format is the position's wire id, "<epoch>-<id>".
-func (p Position) Format() string { return p.Epoch.Format(p.Last) }
+func (p position) Format() string { return p.Epoch.Format(p.Last) }
 
-// Entry is one event of a key's history.
-type Entry struct {
+// entry is one event of a key's history.
+type entry struct {
 	ID   stream.ID
 	Kind stream.Kind
 	Data []byte
 }
 
-// State is a key's current state in Redis.
-type State struct {
-	Position
+// state is a key's current state in Redis.
+type state struct {
+	position
 	Body         []byte
 	ETag         string
 	LastModified string
 }
 
-// Write is one poll's outcome, as the holder appends it.
-type Write struct {
+// write is one poll's outcome, as the holder appends it.
+type write struct {
 	Body         []byte
 	ETag         string
 	LastModified string
@@ -50,20 +50,20 @@ type Write struct {
 	Changes []stream.Change
 }
 
-// Append writes w after prev, which must be the key's current position in
+// append writes w after prev, which must be the key's current position in
 // Redis; the zero prev writes a first body, which draws a new epoch and is
 // allowed only while the key has no state. On success it returns the new
 // position. If the key moved on (another writer, or the state was lost) it
-// returns ErrConflict and the key's current position (zero without state),
-// and writes nothing: the caller reads State and carries on from there.
-func (e *Engine) Append(ctx context.Context, key string, prev Position, w Write) (Position, error) {
+// returns errConflict and the key's current position (zero without state),
+// and writes nothing: the caller reads state and carries on from there.
+func (e *Engine) append(ctx context.Context, key string, prev position, w write) (position, error) {
 	if err := checkKey(key); err != nil {
-		return Position{}, err
+		return position{}, err
 	}
 	args := make([]any, 0, 13+2*len(w.Changes))
 	args = append(args, e.token, string(prev.Epoch), uint64(prev.Last), prev.tag, string(stream.NewEpoch()), randomHex(8),
 		w.Body, w.ETag, w.LastModified, e.opts.HistorySize, e.opts.HistoryBytes,
-		e.opts.StateTTL.Milliseconds(), e.notifyChannel(key))
+		e.opts.stateTTL.Milliseconds(), e.notifyChannel(key))
 	if prev.Epoch != "" {
 		for _, c := range w.Changes {
 			args = append(args, uint8(c.Kind), c.Data)
@@ -75,22 +75,22 @@ func (e *Engine) Append(ctx context.Context, key string, prev Position, w Write)
 		return err
 	})
 	if err != nil {
-		return Position{}, err
+		return position{}, err
 	}
 	if len(res) != 4 {
-		return Position{}, fmt.Errorf("fleet: append: unexpected reply of %d values", len(res))
+		return position{}, fmt.Errorf("fleet: append: unexpected reply of %d values", len(res))
 	}
-	pos := Position{Epoch: stream.Epoch(str(res[1])), tag: str(res[3])}
+	pos := position{Epoch: stream.Epoch(str(res[1])), tag: str(res[3])}
 	last, err := strconv.ParseUint(str(res[2]), 10, 64)
 	if err != nil {
-		return Position{}, fmt.Errorf("fleet: append: %w", err)
+		return position{}, fmt.Errorf("fleet: append: %w", err)
 	}
 	pos.Last = stream.ID(last)
 	if pos.Epoch == "" {
-		pos = Position{}
+		pos = position{}
 	}
 	if num(res[0]) != 1 {
-		return pos, fmt.Errorf("fleet: append at %s: %w", prev.Format(), ErrConflict)
+		return pos, fmt.Errorf("fleet: append at %s: %w", prev.Format(), errConflict)
 	}
 	e.offer(key, prev, pos, w)
 	return pos, nil
@@ -105,8 +105,8 @@ func (e *Engine) notifyChannel(key string) string {
 	return e.names.notify(key)
 }
 
-// State returns the key's current state; ok is false when it has none.
-func (e *Engine) State(ctx context.Context, key string) (st State, ok bool, err error) {
+// state returns the key's current state; ok is false when it has none.
+func (e *Engine) state(ctx context.Context, key string) (st state, ok bool, err error) {
 	if err := checkKey(key); err != nil {
 		return st, false, err
 	}
@@ -122,9 +122,9 @@ func (e *Engine) State(ctx context.Context, key string) (st State, ok bool, err 
 	return st, err == nil, err
 }
 
-// Load returns the key's state and the events it retains, all up to
+// load returns the key's state and the events it retains, all up to
 // st.Last, read at one instant; ok is false when it has none.
-func (e *Engine) Load(ctx context.Context, key string) (st State, events []Entry, ok bool, err error) {
+func (e *Engine) load(ctx context.Context, key string) (st state, events []entry, ok bool, err error) {
 	if err := checkKey(key); err != nil {
 		return st, nil, false, err
 	}
@@ -150,43 +150,43 @@ func (e *Engine) Load(ctx context.Context, key string) (st State, events []Entry
 }
 
 // parseState reads epoch, last, tag, body, ETag, Last-Modified.
-func parseState(v []any) (State, error) {
+func parseState(v []any) (state, error) {
 	last, err := strconv.ParseUint(str(v[1]), 10, 64)
 	if err != nil {
-		return State{}, fmt.Errorf("fleet: state: %w", err)
+		return state{}, fmt.Errorf("fleet: state: %w", err)
 	}
-	return State{
-		Position:     Position{Epoch: stream.Epoch(str(v[0])), Last: stream.ID(last), tag: str(v[2])},
+	return state{
+		position:     position{Epoch: stream.Epoch(str(v[0])), Last: stream.ID(last), tag: str(v[2])},
 		Body:         []byte(str(v[3])),
 		ETag:         str(v[4]),
 		LastModified: str(v[5]),
 	}, nil
 }
 
-// Read is the answer of Since.
-type Read struct {
+// read is the answer of since.
+type read struct {
 	// Last is the key's newest position now.
-	Last Position
+	Last position
 	// Next is the position after Events (the one asked for, without
-	// events): pass it to the next Since.
-	Next Position
+	// events): pass it to the next since.
+	Next position
 	// Events follow the position asked for, in order, at most the limit;
 	// Events[len-1].ID < Last means more remain.
-	Events []Entry
+	Events []entry
 	// Body is the body at Last, when asked for and the events reach Last;
 	// nil otherwise.
 	Body []byte
 }
 
-// Since returns up to limit events after the position. It returns
-// ErrUnknown when the position is not in the history (another epoch, a
-// trimmed event, no state): the client needs a snapshot (Load). A position
+// since returns up to limit events after the position. It returns
+// errUnknown when the position is not in the history (another epoch, a
+// trimmed event, no state): the client needs a snapshot (load). A position
 // from this package (with its tag) is also checked to be the same append:
 // if it contradicts the history, the key's state is deleted so that its
-// next append starts a new epoch, and ErrUnknown is returned.
-func (e *Engine) Since(ctx context.Context, key string, after Position, limit int, withBody bool) (Read, error) {
+// next append starts a new epoch, and errUnknown is returned.
+func (e *Engine) since(ctx context.Context, key string, after position, limit int, withBody bool) (read, error) {
 	if err := checkKey(key); err != nil {
-		return Read{}, err
+		return read{}, err
 	}
 	wb := "0"
 	if withBody {
@@ -199,29 +199,29 @@ func (e *Engine) Since(ctx context.Context, key string, after Position, limit in
 		return err
 	})
 	if err != nil {
-		return Read{}, err
+		return read{}, err
 	}
 	switch num(res[0]) {
 	case 1:
 	case 2:
 		e.opts.Logger.Warn("fleet: a key's history contradicts what this replica read (Redis lost appends); starting a new epoch", "key", key)
-		return Read{}, fmt.Errorf("fleet: since %s: forked: %w", after.Format(), ErrUnknown)
+		return read{}, fmt.Errorf("fleet: since %s: forked: %w", after.Format(), errUnknown)
 	default:
-		return Read{}, fmt.Errorf("fleet: since %s: %w", after.Format(), ErrUnknown)
+		return read{}, fmt.Errorf("fleet: since %s: %w", after.Format(), errUnknown)
 	}
 	if len(res) != 6 {
-		return Read{}, fmt.Errorf("fleet: since: unexpected reply of %d values", len(res))
+		return read{}, fmt.Errorf("fleet: since: unexpected reply of %d values", len(res))
 	}
 	last, err := strconv.ParseUint(str(res[1]), 10, 64)
 	if err != nil {
-		return Read{}, fmt.Errorf("fleet: since: %w", err)
+		return read{}, fmt.Errorf("fleet: since: %w", err)
 	}
-	r := Read{Last: Position{Epoch: after.Epoch, Last: stream.ID(last)}, Next: after}
+	r := read{Last: position{Epoch: after.Epoch, Last: stream.ID(last)}, Next: after}
 	if num(res[3]) == 1 {
 		r.Body = []byte(str(res[4]))
 	}
 	if r.Events, err = entries(res[5]); err != nil {
-		return Read{}, fmt.Errorf("fleet: since: %w", err)
+		return read{}, fmt.Errorf("fleet: since: %w", err)
 	}
 	if n := len(r.Events); n > 0 {
 		r.Next.Last = r.Events[n-1].ID
@@ -238,9 +238,9 @@ var errReply = errors.New("malformed history entry")
 
 // entries parses XRANGE's reply as the scripts return it: entries of
 // {"<id>-0", {"k", kind, "d", data, "h", tag}}.
-func entries(v any) ([]Entry, error) {
+func entries(v any) ([]entry, error) {
 	list, _ := v.([]any)
-	out := make([]Entry, 0, len(list))
+	out := make([]entry, 0, len(list))
 	for _, it := range list {
 		pair, _ := it.([]any)
 		if len(pair) != 2 {
@@ -259,7 +259,7 @@ func entries(v any) ([]Entry, error) {
 		if err != nil {
 			return nil, errReply
 		}
-		out = append(out, Entry{ID: stream.ID(id), Kind: stream.Kind(kind), Data: []byte(str(fields[3]))})
+		out = append(out, entry{ID: stream.ID(id), Kind: stream.Kind(kind), Data: []byte(str(fields[3]))})
 	}
 	return out, nil
 }

@@ -9,20 +9,14 @@ import (
 
 // The poll lease is an efficiency lease, not a lock: it makes one replica
 // poll a key for the fleet, and if two ever poll for a moment (a pause longer
-// than the lease, a clock jump) the second's Append gets ErrConflict, so a
+// than the lease, a clock jump) the second's append gets errConflict, so a
 // poll is wasted but the history stays whole.
 
-// TryAcquire takes the key's poll lease for this replica if it is free, or
+// tryAcquire takes the key's poll lease for this replica if it is free, or
 // renews it if this replica holds it already. held reports which is true
 // now. wait is, when another replica holds it, the time until its lease
-// runs out unless renewed: when to try again to take over at once.
-func (e *Engine) TryAcquire(ctx context.Context, key string) (held bool, wait time.Duration, err error) {
-	held, wait, _, err = e.tryAcquire(ctx, key, 0)
-	return held, wait, err
-}
-
-// tryAcquire is TryAcquire that also reports this replica's subscribers of
-// the key and returns the fleet's.
+// runs out unless renewed: when to try again to take over at once. It also
+// reports subs, this replica's clients of the key, and returns the fleet's.
 func (e *Engine) tryAcquire(ctx context.Context, key string, subs int) (held bool, wait time.Duration, fleetSubs int, err error) {
 	if err := checkKey(key); err != nil {
 		return false, 0, 0, err
@@ -54,13 +48,9 @@ func (e *Engine) tryAcquire(ctx context.Context, key string, subs int) (held boo
 	return true, 0, fleetSubs, nil
 }
 
-// Renew extends the key's lease if this replica still holds it, and the
+// renew extends the key's lease if this replica still holds it, and the
 // life of the key's state with it. held is false when the lease was lost.
-func (e *Engine) Renew(ctx context.Context, key string) (held bool, err error) {
-	held, _, err = e.renew(ctx, key, 0)
-	return held, err
-}
-
+// Like tryAcquire, it reports subs and returns the fleet's.
 func (e *Engine) renew(ctx context.Context, key string, subs int) (held bool, fleetSubs int, err error) {
 	if err := checkKey(key); err != nil {
 		return false, 0, err
@@ -68,7 +58,7 @@ func (e *Engine) renew(ctx context.Context, key string, subs int) (held bool, fl
 	var res []any
 	err = e.do(ctx, opRenew, func(ctx context.Context) (err error) {
 		res, err = renewScript.Run(ctx, e.rdb, []string{e.names.lease(key), e.names.state(key), e.names.events(key), e.names.subs(key)},
-			e.token, e.opts.LeaseTime.Milliseconds(), e.opts.StateTTL.Milliseconds(), subs).Slice()
+			e.token, e.opts.LeaseTime.Milliseconds(), e.opts.stateTTL.Milliseconds(), subs).Slice()
 		return err
 	})
 	if err != nil {
@@ -82,9 +72,9 @@ func (e *Engine) renew(ctx context.Context, key string, subs int) (held bool, fl
 	return held, int(num(res[1])), nil
 }
 
-// Release gives the key's lease up if this replica holds it, so another
+// release gives the key's lease up if this replica holds it, so another
 // replica with clients of the key takes over without waiting it out.
-func (e *Engine) Release(ctx context.Context, key string) error {
+func (e *Engine) release(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
@@ -94,11 +84,11 @@ func (e *Engine) Release(ctx context.Context, key string) error {
 	})
 }
 
-// Forget deletes the key's state and history if this replica holds its
+// forget deletes the key's state and history if this replica holds its
 // lease: the upstream denied the key, and no replica may hand the stored
 // body to a client that joins as if the upstream had not. The next replica
 // to poll it starts from nothing: a denial again, or a new epoch.
-func (e *Engine) Forget(ctx context.Context, key string) error {
+func (e *Engine) forget(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
@@ -121,27 +111,27 @@ func (e *Engine) setHeld(key string, held bool) {
 	e.metrics.leasesHeld.Set(float64(len(e.held)))
 }
 
-// Lease keeps trying to hold one key's poll lease while it runs: the loop a
+// lease keeps trying to hold one key's poll lease while it runs: the loop a
 // key's poller runs beside its polls. It renews at a third of the lease
 // time; a replica that does not hold it tries again when the holder's lease
 // would run out, so a dead holder is replaced within the lease time.
-type Lease struct {
+type lease struct {
 	e    *Engine
 	key  string
-	held watched[bool]
-	seen atomic.Int64 // when a holder (this replica or another) was last seen, Unix ns
+	held watched[bool] // whether this replica holds the lease now: while it does, it polls the key
+	seen atomic.Int64  // when a holder (this replica or another) was last seen, Unix ns
 	// subs counts this replica's clients of the key, reported with each
 	// acquire or renewal; fleet is the fleet's sum as last read.
 	subs  func() int
 	fleet atomic.Int64
 }
 
-// FleetSubscribers is the key's clients on every live replica, as the
+// fleetSubscribers is the key's clients on every live replica, as the
 // lease loop last read them (each replica reports its own at least every
 // third of the lease time); 0 before the first read.
-func (l *Lease) FleetSubscribers() int { return int(l.fleet.Load()) }
+func (l *lease) fleetSubscribers() int { return int(l.fleet.Load()) }
 
-func (l *Lease) count() int {
+func (l *lease) count() int {
 	if l.subs == nil {
 		return 0
 	}
@@ -149,31 +139,27 @@ func (l *Lease) count() int {
 }
 
 // holderSeen is when this loop last saw the lease held, by any replica.
-func (l *Lease) holderSeen() time.Time {
+func (l *lease) holderSeen() time.Time {
 	if ns := l.seen.Load(); ns != 0 {
 		return time.Unix(0, ns)
 	}
 	return time.Time{}
 }
 
-// NewLease returns the lease loop of key; call Run to start it.
-func (e *Engine) NewLease(key string) *Lease { return &Lease{e: e, key: key} }
-
-// Held reports whether this replica holds the lease now, and a channel
-// closed when that changes. While it is true, this replica polls the key.
-func (l *Lease) Held() (bool, <-chan struct{}) { return l.held.get() }
+// newLease returns the lease loop of key; call Run to start it.
+func (e *Engine) newLease(key string) *lease { return &lease{e: e, key: key} }
 
 // Run acquires and renews the lease until ctx is done, then releases it.
 // While Redis is unreachable the lease counts as lost once it would have
 // run out; the caller then polls alone anyway (Engine.Connected).
-func (l *Lease) Run(ctx context.Context) {
+func (l *lease) Run(ctx context.Context) {
 	renew := l.e.opts.LeaseTime / 3
 	var validUntil time.Time // while held: when the lease may run out unless renewed
 	defer func() {
 		if held, _ := l.held.get(); held {
 			l.held.set(false)
 			rctx, cancel := context.WithTimeout(context.Background(), l.e.opts.Timeout)
-			_ = l.e.Release(rctx, l.key)
+			_ = l.e.release(rctx, l.key)
 			cancel()
 		}
 	}()

@@ -10,7 +10,7 @@ import (
 // that each can take its share of a fleet-wide budget.
 
 // replicaTTL is how long an announcement lasts: a few missed probes.
-func (e *Engine) replicaTTL() time.Duration { return 5 * e.opts.ProbeInterval }
+func (e *Engine) replicaTTL() time.Duration { return 5 * e.opts.probeInterval }
 
 // fleetLoad is what the replicas announce: how many are live, and how many
 // leases they hold in all, which weighs their shares of the budget.
@@ -33,7 +33,7 @@ func (e *Engine) heartbeat() {
 		return e.keepSecret(ctx)
 	})
 	if err == nil && len(res) == 2 {
-		e.load.set(fleetLoad{replicas: int(max(num(res[0]), 1)), leases: int(max(num(res[1]), 0))})
+		e.fleetLoad.set(fleetLoad{replicas: int(max(num(res[0]), 1)), leases: int(max(num(res[1]), 0))})
 	}
 }
 
@@ -49,7 +49,7 @@ func (e *Engine) leave(ctx context.Context) error {
 // hold change. While Redis is unreachable it keeps the last values seen:
 // the upstream's capacity does not grow when Redis fails.
 func (e *Engine) LiveReplicas() (int, <-chan struct{}) {
-	l, ch := e.load.get()
+	l, ch := e.fleetLoad.get()
 	return l.replicas, ch
 }
 
@@ -66,7 +66,7 @@ func (e *Engine) LiveReplicas() (int, <-chan struct{}) {
 // replicas, which keeps the fleet within maxRPS without starving a replica
 // that held few leases.
 func (e *Engine) Share(maxRPS float64) float64 {
-	l, _ := e.load.get()
+	l, _ := e.fleetLoad.get()
 	if !e.Connected() {
 		return maxRPS / float64(max(l.replicas, 1))
 	}

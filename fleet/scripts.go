@@ -89,7 +89,7 @@ return 1
 // and as the state's tag. A position is the triple (epoch, id, tag): if a
 // Redis failover loses the newest appends and a writer then reuses their ids
 // in the same epoch, the tags differ, and whoever notices (a writer's
-// Append, a follower's Since) deletes the key's state, so the next append
+// append, a follower's read) deletes the key's state, so the next append
 // draws a new epoch and every client resyncs with a snapshot instead of
 // taking the new events for the continuation of the lost ones.
 

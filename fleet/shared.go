@@ -30,10 +30,10 @@ type sharedKey struct {
 	e     *Engine
 	id    string
 	pub   stream.Publisher
-	lease *Lease
+	lease *lease
 	start time.Time
 
-	follower atomic.Pointer[Follower]
+	follower atomic.Pointer[follower]
 	needBody atomic.Bool // the hub asked for a body the follower's update lacked
 
 	ctx    context.Context // the lease loop's
@@ -44,24 +44,24 @@ type sharedKey struct {
 	gotOne sync.Once
 
 	// Owned by the poller's goroutine (Turn, Store, Close).
-	pos     Position      // where the next Store appends
+	pos     position      // where the next Store appends
 	endTurn chan struct{} // closes the current turn's Over; nil between turns
 }
 
 // Join implements poller.Shared.
 func (s sharedPolls) Join(t stream.Target, pub stream.Publisher) (poller.SharedKey, error) {
 	e := s.e
-	k := &sharedKey{e: e, id: t.Key.ID(), pub: pub, lease: e.NewLease(t.Key.ID()), start: time.Now(), closed: make(chan struct{}), got: make(chan struct{})}
+	k := &sharedKey{e: e, id: t.Key.ID(), pub: pub, lease: e.newLease(t.Key.ID()), start: time.Now(), closed: make(chan struct{}), got: make(chan struct{})}
 	k.lease.subs = pub.Subscribers
 	k.ctx, k.cancel = context.WithCancel(e.ctx)
-	f, err := e.Follow(k.id, k.update)
+	f, err := e.follow(k.id, k.update)
 	// The key's previous life in this replica's hub (its linger ran out,
 	// or it was denied, just before this client came) may still be
 	// closing: wait for it rather than poll alone for as long as the key
 	// lives. Its Close takes a release and an unsubscribe at most.
 	for deadline := time.Now().Add(5 * e.opts.Timeout); errors.Is(err, errFollowed) && time.Now().Before(deadline); {
 		e.waitClosed(k.id, time.Until(deadline))
-		f, err = e.Follow(k.id, k.update)
+		f, err = e.follow(k.id, k.update)
 	}
 	if err != nil {
 		k.cancel()
@@ -69,7 +69,7 @@ func (s sharedPolls) Join(t stream.Target, pub stream.Publisher) (poller.SharedK
 	}
 	k.follower.Store(f)
 	if k.needBody.Load() {
-		f.Refresh()
+		f.poke()
 	}
 	e.mu.Lock()
 	e.shared[k] = struct{}{}
@@ -122,7 +122,7 @@ func (e *Engine) waitClosed(id string, d time.Duration) {
 
 // update hands the follower's news to the hub, encoding each event once for
 // every client of this replica.
-func (k *sharedKey) update(u Update) {
+func (k *sharedKey) update(u update) {
 	k.gotOne.Do(func() { close(k.got) })
 	r := stream.Replicated{Reset: u.Reset, Epoch: u.Epoch, Last: u.Last, Body: u.Body}
 	if len(u.Events) > 0 {
@@ -136,7 +136,7 @@ func (k *sharedKey) update(u Update) {
 		// meanwhile): start over from the body at the newest position.
 		k.needBody.Store(true)
 		if f := k.follower.Load(); f != nil {
-			f.Refresh()
+			f.poke()
 		}
 	}
 }
@@ -149,14 +149,14 @@ func (k *sharedKey) Turn(ctx context.Context) (poller.Turn, error) {
 		if !up {
 			return poller.Turn{Alone: true, Over: connCh}, nil
 		}
-		held, heldCh := k.lease.Held()
+		held, heldCh := k.lease.held.get()
 		if held {
-			st, ok, err := k.e.State(ctx, k.id)
+			st, ok, err := k.e.state(ctx, k.id)
 			if err == nil {
-				k.pos = Position{}
+				k.pos = position{}
 				turn := poller.Turn{Over: k.openTurn(heldCh, connCh)}
 				if ok {
-					k.pos = st.Position
+					k.pos = st.position
 					turn.Body, turn.ETag, turn.LastModified = st.Body, st.ETag, st.LastModified
 				}
 				return turn, nil
@@ -164,7 +164,7 @@ func (k *sharedKey) Turn(ctx context.Context) (poller.Turn, error) {
 		}
 		var retry <-chan time.Time
 		if held {
-			retry = time.After(k.e.opts.Timeout) // the State read failed
+			retry = time.After(k.e.opts.Timeout) // the state read failed
 		}
 		select {
 		case <-ctx.Done():
@@ -201,7 +201,7 @@ func (k *sharedKey) closeTurn() {
 
 // Store implements poller.SharedKey.
 func (k *sharedKey) Store(ctx context.Context, w poller.Write) error {
-	pos, err := k.e.Append(ctx, k.id, k.pos, Write{Body: w.Body, ETag: w.ETag, LastModified: w.LastModified, Changes: w.Changes})
+	pos, err := k.e.append(ctx, k.id, k.pos, write{Body: w.Body, ETag: w.ETag, LastModified: w.LastModified, Changes: w.Changes})
 	if err != nil {
 		return err
 	}
@@ -210,10 +210,10 @@ func (k *sharedKey) Store(ctx context.Context, w poller.Write) error {
 }
 
 // Forget implements poller.SharedKey.
-func (k *sharedKey) Forget(ctx context.Context) error { return k.e.Forget(ctx, k.id) }
+func (k *sharedKey) Forget(ctx context.Context) error { return k.e.forget(ctx, k.id) }
 
 // Subscribers implements poller.SharedKey.
-func (k *sharedKey) Subscribers() int { return k.lease.FleetSubscribers() }
+func (k *sharedKey) Subscribers() int { return k.lease.fleetSubscribers() }
 
 // Close implements poller.SharedKey: it releases the lease (another
 // replica with clients takes over at once) and stops following.

@@ -36,7 +36,7 @@ func TestConfigDefaultsArePackageDefaults(t *testing.T) {
 	// are not configurable, so its own defaults apply.
 	wantFleet := fleet.DefaultOptions()
 	wantFleet.HistorySize, wantFleet.HistoryBytes = stream.DefaultOptions().HistorySize, stream.DefaultOptions().HistoryBytes
-	wantFleet.StateTTL, wantFleet.Timeout, wantFleet.ProbeInterval, wantFleet.ProbeTimeout = 0, 0, 0, 0
+	wantFleet.Timeout = 0
 	if got := fleetOptions(cfg); !reflect.DeepEqual(got, wantFleet) {
 		t.Errorf("fleet options from default config:\n got %+v\nwant %+v", got, wantFleet)
 	}
