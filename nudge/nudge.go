@@ -1,6 +1,6 @@
 // Package nudge is the nudge endpoint, by which a backend tells the gateway
-// that something changed so that matching keys are polled at once, and the
-// client a backend (or a tool) sends nudges with.
+// that something changed so that matching keys are polled at once. Its
+// path, its body and the client that sends one are nudgeapi's.
 package nudge
 
 import (
@@ -16,24 +16,12 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/ssegate/ssegate/nudge/nudgeapi"
 	"github.com/ssegate/ssegate/stream"
 )
 
-// Path is where a backend tells the gateway that something changed.
-const Path = "/.well-known/ssegate/nudge"
-
 // maxBody bounds a nudge request's body.
 const maxBody = 64 << 10
-
-// Message is the body of a nudge: JSON, or the same names as form values.
-type Message struct {
-	// Path is an http.ServeMux pattern matched against the paths clients
-	// stream, e.g. "/api/notifications" or "/feeds/". Required.
-	Path string `json:"path"`
-	// Identity, when set, limits the nudge to keys one of whose identity
-	// headers has exactly this value (e.g. "Bearer alice-token").
-	Identity string `json:"identity,omitempty"`
-}
 
 // Handler triggers an immediate poll of every key that matches a
 // nudge; the polls still wait for the upstream budget. It requires
@@ -163,8 +151,8 @@ func patternMux(pattern string) (mux *http.ServeMux, err error) {
 
 // readNudge takes a JSON body whatever its Content-Type (curl -d labels
 // everything application/x-www-form-urlencoded), else form values.
-func readNudge(r *http.Request) (Message, error) {
-	var nd Message
+func readNudge(r *http.Request) (nudgeapi.Message, error) {
+	var nd nudgeapi.Message
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
 	if err != nil {
 		return nd, fmt.Errorf("body: %w", err)
@@ -180,30 +168,5 @@ func readNudge(r *http.Request) (Message, error) {
 	if err := r.ParseForm(); err != nil {
 		return nd, err
 	}
-	return Message{Path: r.Form.Get("path"), Identity: r.Form.Get("identity")}, nil
-}
-
-// Send posts m to the nudge endpoint at url with the bearer token, as
-// a backend does after it writes; it succeeds on 202 Accepted.
-func Send(ctx context.Context, c *http.Client, url, token string, m Message) error {
-	body, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return fmt.Errorf("nudge: %w", err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512)) // for the error, and to reuse the connection
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("nudge: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
-	}
-	return nil
+	return nudgeapi.Message{Path: r.Form.Get("path"), Identity: r.Form.Get("identity")}, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ssegate/ssegate/internal/ssetest"
 	"github.com/ssegate/ssegate/nudge"
+	"github.com/ssegate/ssegate/nudge/nudgeapi"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/proxy"
 	"github.com/ssegate/ssegate/stream"
@@ -74,7 +75,7 @@ func (g *nudgeRig) subscribe(t *testing.T, path, auth string) *ssetest.Client {
 }
 
 func (g *nudgeRig) nudge(auth, contentType, body string) (int, string, http.Header) {
-	r := httptest.NewRequest(http.MethodPost, nudge.Path, strings.NewReader(body))
+	r := httptest.NewRequest(http.MethodPost, nudgeapi.Path, strings.NewReader(body))
 	if auth != "" {
 		r.Header.Set("Authorization", auth)
 	}
@@ -99,7 +100,7 @@ func TestNudgeRequiresToken(t *testing.T) {
 		if got := g.up.count("Bearer alice"); got != before {
 			t.Errorf("refused nudges caused %d polls, want 0", got-before)
 		}
-		r := httptest.NewRequest(http.MethodGet, nudge.Path, nil)
+		r := httptest.NewRequest(http.MethodGet, nudgeapi.Path, nil)
 		r.Header.Set("Authorization", "Bearer "+token)
 		w := httptest.NewRecorder()
 		g.nudger.ServeHTTP(w, r)

@@ -26,6 +26,7 @@ import (
 	"github.com/ssegate/ssegate/config"
 	"github.com/ssegate/ssegate/fleet"
 	"github.com/ssegate/ssegate/nudge"
+	"github.com/ssegate/ssegate/nudge/nudgeapi"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/proxy"
 	"github.com/ssegate/ssegate/stream"
@@ -396,7 +397,7 @@ func NewTransport() *http.Transport {
 	}
 }
 
-// mainHandler is the main listener's: the nudge endpoint at nudge.Path
+// mainHandler is the main listener's: the nudge endpoint at nudgeapi.Path
 // when nudges are on, every other request to the proxy. Not an
 // http.ServeMux, which would answer a path with "//", "." or ".." segments
 // with a redirect: pass-through must reach the upstream as written.
@@ -405,7 +406,7 @@ func mainHandler(front, nudger http.Handler) http.Handler {
 		return front
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == nudge.Path {
+		if r.URL.Path == nudgeapi.Path {
 			nudger.ServeHTTP(w, r)
 			return
 		}
@@ -423,9 +424,9 @@ func adminHandler(reg *prometheus.Registry, ready *atomic.Bool, nudger http.Hand
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	if nudger != nil {
-		mux.Handle(nudge.Path, nudger)
+		mux.Handle(nudgeapi.Path, nudger)
 	} else {
-		mux.HandleFunc(nudge.Path, func(w http.ResponseWriter, _ *http.Request) {
+		mux.HandleFunc(nudgeapi.Path, func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "ssegate: nudges are disabled; set SSEGATE_NUDGE_TOKEN", http.StatusNotFound)
 		})
 	}

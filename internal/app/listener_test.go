@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ssegate/ssegate/nudge"
+	"github.com/ssegate/ssegate/nudge/nudgeapi"
 )
 
 // TestMainListenerRoutes: app composes the main listener, the nudge
@@ -19,7 +19,7 @@ func TestMainListenerRoutes(t *testing.T) {
 	c := g.client(t)
 	subscribe(t, c, g.base+"/api/items", "Bearer alice", "").expect(t, "snapshot", has(`"id":1`))
 
-	req, _ := http.NewRequest(http.MethodPost, g.base+nudge.Path, strings.NewReader(`{"path":"/api/"}`))
+	req, _ := http.NewRequest(http.MethodPost, g.base+nudgeapi.Path, strings.NewReader(`{"path":"/api/"}`))
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := c.Do(req)
 	if err != nil {
@@ -31,7 +31,7 @@ func TestMainListenerRoutes(t *testing.T) {
 		t.Errorf("nudge on the main listener: got %d %s, want 202 {\"keys\":1}", resp.StatusCode, body)
 	}
 
-	for _, path := range []string{"/other//x", "/api/./y", nudge.Path + "/z"} {
+	for _, path := range []string{"/other//x", "/api/./y", nudgeapi.Path + "/z"} {
 		req, _ = http.NewRequest(http.MethodGet, g.base, nil)
 		req.URL.Opaque = path // sent as written
 		resp, err = c.Do(req)
@@ -47,7 +47,7 @@ func TestMainListenerRoutes(t *testing.T) {
 	for _, r := range up.requests(false) {
 		passed = append(passed, r.uri)
 	}
-	if want := []string{"/other//x", "/api/./y", nudge.Path + "/z"}; strings.Join(passed, " ") != strings.Join(want, " ") {
+	if want := []string{"/other//x", "/api/./y", nudgeapi.Path + "/z"}; strings.Join(passed, " ") != strings.Join(want, " ") {
 		t.Errorf("upstream got %q passed through, want %q", passed, want)
 	}
 }

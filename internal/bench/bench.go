@@ -22,7 +22,7 @@ import (
 
 	"github.com/ssegate/ssegate/internal/legacyapi"
 	"github.com/ssegate/ssegate/internal/sse"
-	"github.com/ssegate/ssegate/nudge"
+	"github.com/ssegate/ssegate/nudge/nudgeapi"
 )
 
 // Options describe one run.
@@ -549,7 +549,7 @@ func Nudger(url, token string) func(ctx context.Context, users []string) error {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: insecureTransport()}
 	return func(ctx context.Context, users []string) error {
 		for _, u := range users {
-			if err := nudge.Send(ctx, client, url, token, nudge.Message{Path: legacyapi.Path, Identity: "Bearer " + u}); err != nil {
+			if err := nudgeapi.Send(ctx, client, url, token, nudgeapi.Message{Path: legacyapi.Path, Identity: "Bearer " + u}); err != nil {
 				return err
 			}
 		}

@@ -23,7 +23,7 @@ import (
 	"github.com/ssegate/ssegate/config"
 	"github.com/ssegate/ssegate/internal/app"
 	"github.com/ssegate/ssegate/internal/legacyapi"
-	"github.com/ssegate/ssegate/nudge"
+	"github.com/ssegate/ssegate/nudge/nudgeapi"
 )
 
 //go:embed page.html
@@ -265,14 +265,14 @@ func Run(ctx context.Context, cfg config.Config, opts Options, onReady func(Read
 // nudger posts nudges to the gateway's admin listener, or to its main
 // listener when the admin listener is off (our own certificate, on loopback).
 func nudger(l app.Listening, token string) func(ctx context.Context, path, identity string) error {
-	target := "http://" + loopback(l.Metrics) + nudge.Path
+	target := "http://" + loopback(l.Metrics) + nudgeapi.Path
 	client := &http.Client{Timeout: 5 * time.Second}
 	if l.Metrics == nil {
-		target = l.Scheme + "://" + loopback(l.Main) + nudge.Path
+		target = l.Scheme + "://" + loopback(l.Main) + nudgeapi.Path
 		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // our own listener on loopback
 	}
 	return func(ctx context.Context, path, identity string) error {
-		return nudge.Send(ctx, client, target, token, nudge.Message{Path: path, Identity: identity})
+		return nudgeapi.Send(ctx, client, target, token, nudgeapi.Message{Path: path, Identity: identity})
 	}
 }
 
