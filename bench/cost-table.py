@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Prints BENCHMARKS.md's per-stream cost table (issue 15) from the JSON that
 bench/run.sh tls-5000 mux-10000 h1-5000 h1c-5000 mux-100000 leaves in
-bench/out: ssegate against the floor server measured in the same run."""
+bench/out (or the directory given as the first argument): ssegate against
+the floor server measured in the same run."""
 import json
 import os
 import sys
 
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 rows = [
     ("tls-5000", "5,000 own TLS connections (HTTP/2)"),
     ("mux-10000", "10,000 multiplexed (100 per connection)"),
@@ -31,4 +32,3 @@ for key, name in rows:
         f"| {ratio(g['cpu_seconds_per_1k_events'], f['cpu_seconds_per_1k_events'])} "
         f"| {g['deliveries'] - g['deliveries_missing']:,} of {g['deliveries']:,} / {f['deliveries'] - f['deliveries_missing']:,} of {f['deliveries']:,} |"
     )
-sys.exit(0)
