@@ -27,15 +27,22 @@ import (
 )
 
 func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+	return browserPath(t, "chromium", "chromium", "chromium-browser", "google-chrome")
+}
+
+// browserPath finds the first of names in PATH; without any it skips the
+// test, or fails it when SSEGATE_E2E_REQUIRE=1 (CI). pkg is the Debian
+// package to install.
+func browserPath(t *testing.T, pkg string, names ...string) string {
+	for _, name := range names {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
 	}
 	if os.Getenv("SSEGATE_E2E_REQUIRE") == "1" {
-		t.Fatal("no chromium in PATH and SSEGATE_E2E_REQUIRE=1")
+		t.Fatalf("no %s in PATH and SSEGATE_E2E_REQUIRE=1", pkg)
 	}
-	t.Skip("no chromium in PATH: install it (apt-get install chromium) to run the browser test")
+	t.Skipf("no %s in PATH: install it (apt-get install %s) to run this test", pkg, pkg)
 	return ""
 }
 

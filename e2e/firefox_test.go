@@ -9,7 +9,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,19 +25,11 @@ import (
 	"golang.org/x/net/websocket"
 
 	"github.com/ssegate/ssegate/internal/legacyapi"
+	"github.com/ssegate/ssegate/internal/logtest"
 )
 
 func firefoxPath(t *testing.T) string {
-	for _, name := range []string{"firefox-esr", "firefox"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("SSEGATE_E2E_REQUIRE") == "1" {
-		t.Fatal("no firefox-esr in PATH and SSEGATE_E2E_REQUIRE=1")
-	}
-	t.Skip("no firefox-esr in PATH: install it (apt-get install firefox-esr) to run the Firefox test")
-	return ""
+	return browserPath(t, "firefox-esr", "firefox-esr", "firefox")
 }
 
 // bidiOrigin is the Origin header golang.org/x/net/websocket always sends;
@@ -51,7 +42,7 @@ const bidiOrigin = "http://127.0.0.1"
 type firefox struct {
 	ws      *websocket.Conn
 	context string // the browsing context (tab) the test drives
-	log     *lockedBuffer
+	log     *logtest.Buffer
 
 	mu      sync.Mutex
 	next    int
@@ -71,23 +62,6 @@ type bidiMessage struct {
 	Params  json.RawMessage `json:"params"`
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // newFirefox starts Firefox in its own process group, connects to its BiDi
 // endpoint and opens a session that accepts the demo's self-signed
 // certificate. Cleanup closes the browser, kills the group if it lingers and
@@ -95,7 +69,7 @@ func (l *lockedBuffer) String() string {
 func newFirefox(t *testing.T, onEvent func(method string, params json.RawMessage)) *firefox {
 	path := firefoxPath(t)
 	profile := t.TempDir() // removed after the cleanup below has stopped Firefox
-	ff := &firefox{log: &lockedBuffer{}, pending: map[int]chan bidiMessage{}, onEvent: onEvent, closed: make(chan struct{})}
+	ff := &firefox{log: &logtest.Buffer{}, pending: map[int]chan bidiMessage{}, onEvent: onEvent, closed: make(chan struct{})}
 	cmd := exec.Command(path,
 		"--headless", "-no-remote", "--profile", profile,
 		"--remote-debugging-port=0", // any free port; Firefox writes it to the profile

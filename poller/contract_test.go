@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ssegate/ssegate/internal/logtest"
 	"github.com/ssegate/ssegate/internal/promtest"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/stream"
@@ -120,24 +120,7 @@ type contractRig struct {
 	slow   time.Duration           // how long the upstream takes to answer
 	onPoll func()                  // called as each poll arrives; nil: nothing
 	status func(n int) int         // status of answer n; nil: 200
-	logs   lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs   logtest.Buffer
 }
 
 func runContract(t *testing.T, opts poller.Options, subs int, body func() string, setup ...func(*contractRig)) *contractRig {

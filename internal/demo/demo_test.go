@@ -18,6 +18,7 @@ import (
 	"github.com/ssegate/ssegate/internal/apptest"
 	"github.com/ssegate/ssegate/internal/demo"
 	"github.com/ssegate/ssegate/internal/legacyapi"
+	"github.com/ssegate/ssegate/internal/logtest"
 )
 
 func TestChangesAndNudges(t *testing.T) {
@@ -139,7 +140,7 @@ func TestRunTakesTurnsAndKeepsStatusFresh(t *testing.T) {
 func TestRunContractIsThePagesInterval(t *testing.T) {
 	cfg := apptest.Config(t, "SSEGATE_DEMO=true", "SSEGATE_LISTEN_ADDR=127.0.0.1:0", "SSEGATE_METRICS_ADDR=127.0.0.1:0",
 		"SSEGATE_CERT_DIR="+t.TempDir(), "SSEGATE_LEGACY_INTERVAL=1h")
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan demo.Ready, 1)
@@ -187,21 +188,4 @@ func TestRunContractIsThePagesInterval(t *testing.T) {
 	if g := gauge(); g != "0.1" {
 		t.Errorf("ssegate_legacy_polling_rps = %q with one stream open, want one page every 10 s: 0.1", g)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
