@@ -94,6 +94,48 @@ func TestHintShortestInterval(t *testing.T) {
 	}
 }
 
+// TestHintNudgeObeysPollInterval: a nudge waits for X-Poll-Interval since
+// the key's last poll (the upstream's allowed polling rate), but not for
+// max-age (freshness, which the nudge says is over).
+func TestHintNudgeObeysPollInterval(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		h    http.Header
+		wait time.Duration // from the hinted poll to the nudged one, at least
+	}{
+		{"X-Poll-Interval", header("X-Poll-Interval", "60"), 60 * time.Second},
+		{"max-age", header("Cache-Control", "max-age=60"), 2 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r := runContract(t, hintOpts(), 1, func() string { return `[]` }, func(r *contractRig) {
+					r.hdr = func(n int) http.Header { return tt.h }
+				})
+				time.Sleep(time.Second) // the admission poll answered with the hint
+				hinted := r.all()[0].at
+				time.Sleep(9 * time.Second)
+				r.crowd.signal(stream.SignalNudge)
+				time.Sleep(2 * time.Minute)
+				ps := pollStarts(r.all())
+				if len(ps) < 2 {
+					t.Fatalf("only %d polls", len(ps))
+				}
+				want := latest(hinted.Add(tt.wait), hinted.Add(10*time.Second)) // the nudge came at 10s
+				if got := ps[1].Sub(hinted); ps[1].Before(want) || ps[1].After(want.Add(time.Second)) {
+					t.Errorf("nudged poll %v after the hinted one, want %v", got, want.Sub(hinted))
+				}
+			})
+		})
+	}
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // TestHintPause: RateLimit with nothing left, X-RateLimit-Remaining: 0
 // with a reset, and Retry-After (on a 200 too) pause the key until then,
 // and a nudge during the pause waits for its end.

@@ -14,8 +14,9 @@ import (
 // keyPlan decides when one key polls next. Three kinds of poll:
 //
 //   - the admission poll, at once: a client waits for it;
-//   - a nudged poll, as soon as the key's last poll is Interval old and no
-//     upstream pause is running, whatever the contract's credit;
+//   - a nudged poll, as soon as the key's last poll is Interval old (or the
+//     upstream's X-Poll-Interval) and no upstream pause is running,
+//     whatever the contract's credit;
 //   - a regular poll, at the key's adaptive interval (back to Interval after
 //     a change a regular poll found or a new subscriber, ×1.5 per unchanged
 //     poll up to max(Interval, IntervalMax / subscribers)), never sooner
@@ -95,6 +96,12 @@ func (k *keyPlan) plan() (time.Time, priority) {
 	}
 	floor := latest(k.lastStart.Add(k.opts.Interval), k.pausedUntil)
 	if k.nudged {
+		// X-Poll-Interval is how often the upstream allows polling at all
+		// (GitHub: "please obey"), so a nudge waits for it too; max-age
+		// says how long an answer stays fresh, which a nudge proves wrong.
+		if k.intervalHint == HintPollInterval {
+			floor = latest(floor, k.lastStart.Add(k.minInterval))
+		}
 		return floor, priorityNudge
 	}
 	due := latest(latest(k.regularAt, floor), k.lastStart.Add(k.minInterval))
