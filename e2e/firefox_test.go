@@ -319,7 +319,7 @@ func (ff *firefox) waitFor(t *testing.T, cond string) {
 		}
 	}
 	var state string
-	_ = ff.evalInto(`JSON.stringify({state: demo.state, opens: demo.opens, events: demo.events.slice(-8)})`, &state)
+	_ = ff.evalInto(`JSON.stringify(typeof demo !== "undefined" ? {state: demo.state, opens: demo.opens, events: demo.events.slice(-8)} : window.page)`, &state)
 	t.Fatalf("firefox: waiting for %s: timed out (last error %v)\npage: %s", cond, err, state)
 }
 
@@ -422,5 +422,54 @@ func TestFirefox(t *testing.T) {
 
 	t.Run("reconnects and resumes with Last-Event-ID", func(t *testing.T) {
 		resumes(t, r, ff)
+	})
+}
+
+// TestFirefoxCrossOrigin is TestCrossOriginEventSource in Firefox: a page on
+// an origin listed in SSEGATE_CORS_ORIGINS opens an EventSource with
+// credentials and gets its user's snapshot and live events; a page on an
+// origin not listed is refused, and its EventSource closes.
+func TestFirefoxCrossOrigin(t *testing.T) {
+	listed, unlisted := pageServer(t), pageServer(t)
+	r := startDemo(t, "SSEGATE_CORS_ORIGINS="+listed.URL)
+	gateway := strings.Replace(r.URL, "localhost", "127.0.0.1", 1)
+	streamURL := strings.TrimSuffix(gateway, "/") + legacyapi.Path
+	ff := newFirefox(t, nil)
+	navigate := func(url string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := ff.call(ctx, "browsingContext.navigate", map[string]any{"context": ff.context, "url": url, "wait": "complete"}); err != nil {
+			t.Fatalf("opening %s: %v", url, err)
+		}
+	}
+	// alice's cookie for the gateway, set as a person would, with the demo
+	// page's user picker (cookies ignore ports: the page servers' origins
+	// are on the same site, as app.example.com and api.example.com are).
+	navigate(gateway)
+	ff.str(t, `(() => { const s = document.getElementById("user"); s.value = "alice"; s.dispatchEvent(new Event("change")); return "ok" })()`)
+	ff.waitFor(t, `document.cookie.includes("user=alice")`)
+
+	t.Run("listed origin streams with credentials", func(t *testing.T) {
+		navigate(listed.URL)
+		ff.str(t, fmt.Sprintf(`openStream(%q) && "ok"`, streamURL))
+		ff.waitFor(t, `page.events.some(e => e.type === "snapshot")`)
+		snap := ff.str(t, `page.events.find(e => e.type === "snapshot").data`)
+		if !strings.Contains(snap, `"user":"alice"`) || strings.Contains(snap, `"user":"demo"`) {
+			t.Errorf("snapshot %.200s, want alice's list: the cookie should go with withCredentials", snap)
+		}
+		id := add(r, "alice")
+		r.Demo.Nudge(context.Background(), "alice")
+		ff.waitFor(t, fmt.Sprintf(`page.events.some(e => e.type === "created" && JSON.parse(e.data).id === %d)`, id))
+		ff.waitFor(t, `es.readyState === EventSource.OPEN`)
+	})
+
+	t.Run("unlisted origin is refused", func(t *testing.T) {
+		navigate(unlisted.URL)
+		ff.str(t, fmt.Sprintf(`openStream(%q) && "ok"`, streamURL))
+		ff.waitFor(t, `page.errors > 0 && es.readyState === EventSource.CLOSED`)
+		if n := ff.count(t, `page.events.length`); n != 0 {
+			t.Errorf("page on an unlisted origin got %d events, want none", n)
+		}
 	})
 }
