@@ -260,17 +260,28 @@ func (p *Proxy) streamTarget(r *http.Request, t *stream.Target) string {
 	u := p.streamURL(r)
 	// The header as pass-through would send it: the key and the polls
 	// see the forwarding headers the upstream would see on a GET.
-	h := cloneHeader(r.Header)
+	h := requestHeader(r.Header)
 	client := p.forwarding.apply(h, r)
 	*t = p.keyer.Target(r.URL.Path, u, h)
 	return client
 }
 
-// cloneHeader is h.Clone on the heap: inlined, the clone would live in the
-// caller's frame, and its few hundred bytes would double a stream's stack.
+// requestHeader is h without its forwarding headers, which apply decides:
+// a new map sharing h's value slices, not a deep clone (nothing here or in
+// the keyer writes into them, and Target copies what it keeps), since
+// every stream opened pays for it. Not inlined: in the caller's frame the
+// map's few hundred bytes would double a stream's stack.
 //
 //go:noinline
-func cloneHeader(h http.Header) http.Header { return h.Clone() }
+func requestHeader(h http.Header) http.Header {
+	out := make(http.Header, len(h)+3) // and X-Forwarded-For, -Host, -Proto
+	for name, vs := range h {
+		if !stream.IsForwardingHeader(name) {
+			out[name] = vs
+		}
+	}
+	return out
+}
 
 // streamURL is the upstream URL r's stream polls.
 func (p *Proxy) streamURL(r *http.Request) *url.URL {
