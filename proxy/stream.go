@@ -129,7 +129,10 @@ func (s *streamer) serve(w http.ResponseWriter, r *http.Request, sub *stream.Sub
 	}
 	out.buf = nil // gathered the retry field and the backlog: an idle stream keeps no buffer
 	sub.Delivered(len(backlog))
-	_ = s.run(r.Context(), out, sub, slot) // a write error means the client left: nothing to do
+	// A write error means the client left: nothing to do.
+	if err := s.run(r.Context(), out, sub, slot); err == nil && r.ProtoMajor == 1 {
+		out.ending(s.opts.WriteTimeout)
+	}
 }
 
 // start waits for the key's first outcome and answers the request's head:
@@ -228,6 +231,17 @@ func (o *sink) flush(b []byte) error {
 	}
 	o.since.Store(0)
 	return err
+}
+
+// ending bounds the writes net/http makes after an HTTP/1 stream's handler
+// returns (the last chunk), which the wheel no longer watches: to a client
+// that stopped reading they would block the connection's goroutine for
+// ever. net/http clears the deadline once the response is finished. On
+// HTTP/2 nothing is left but END_STREAM, an empty DATA frame that no
+// flow-control window holds back, and a connection that takes no bytes at
+// all is closed by its WriteByteTimeout.
+func (o *sink) ending(d time.Duration) {
+	_ = o.rc.SetWriteDeadline(time.Now().Add(d))
 }
 
 // send writes prefix and evs, gathering them into writes of at most
