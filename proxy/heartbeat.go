@@ -9,6 +9,9 @@ import (
 // streams opened within an interval/wheelSlots of each other beat together.
 const wheelSlots = 64
 
+// maxWheelSlots bounds the slots of a long interval (a channel each).
+const maxWheelSlots = 4096
+
 // wheel is the clock of every stream of a streamer: one ticker and one
 // goroutine, running only while streams are open, instead of timers for
 // each stream.
@@ -38,6 +41,13 @@ func newWheel(interval, stuck time.Duration) *wheel {
 	n := wheelSlots
 	if interval < wheelSlots*time.Millisecond {
 		n = 1
+	}
+	// The writes are looked at on a turn, so a turn comes at least every
+	// stuck/4, however long the interval: a stuck write is cut by 1.25 ×
+	// stuck (with a 5 min interval, 64 slots would be 4.7 s apart). Up to
+	// maxWheelSlots (a 2.8 h interval at the default 10 s).
+	if q := stuck / 4; q > 0 && interval/time.Duration(n) > q {
+		n = int(min((interval+q-1)/q, maxWheelSlots))
 	}
 	w := &wheel{period: interval / time.Duration(n), stuck: stuck, slots: make([]chan struct{}, n)}
 	w.every = max(1, int(stuck/4/w.period))

@@ -527,3 +527,39 @@ func TestHubLimits(t *testing.T) {
 		})
 	})
 }
+
+// However long the heartbeat interval (the configuration allows any), a
+// stuck write is cut within 1.25 × WriteTimeout: the wheel must look at
+// the writes at least every WriteTimeout/4, not once per slot of a long
+// interval (5 min / 64 slots is 4.7 s).
+func TestHubCutsStuckWriteLongHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newSource()
+		h, k, _ := newHub(t, src, stream.Options{}, proxy.StreamOptions{Heartbeat: 5 * time.Minute, WriteTimeout: 10 * time.Second})
+		stuck := open(h, k, "/n", "alice", "") // never reads
+		r := src.next(t)
+		r.pub.Publish([]byte(`0`), nil)
+		synctest.Wait() // stuck's handler is in its first write now
+		ended := func() bool {
+			synctest.Wait()
+			select {
+			case <-stuck.Ended():
+				return true
+			default:
+				return false
+			}
+		}
+		time.Sleep(10*time.Second - time.Millisecond)
+		if ended() {
+			t.Fatal("a write was cut before WriteTimeout")
+		}
+		time.Sleep(2*time.Second + 500*time.Millisecond + time.Millisecond)
+		if !ended() {
+			t.Error("a write blocked for 1.25 × WriteTimeout was not cut")
+			time.Sleep(time.Minute)
+			if !ended() {
+				t.Fatal("a stuck write was never cut")
+			}
+		}
+	})
+}
