@@ -24,14 +24,21 @@ const maxWheelSlots = 4096
 // looks at each stream's write in progress and cuts those that began more
 // than stuck ago (a client that stopped reading: its window is full). An
 // idle stream so holds no deadline timer of its own, and no write sends
-// net/http's connection goroutine a deadline to arm.
+// net/http's connection goroutine a deadline to arm. Pass-through responses
+// join too, for as long as they are written, with a longer bound of their
+// own (sink.stuck), and never ask for a beat.
+//
+// A slot's channel is made when a stream first asks for it, not when the
+// clock starts: with no stream open, each pass-through request starts and
+// stops the clock, which then costs a goroutine and a ticker, not a
+// channel per slot.
 type wheel struct {
 	period time.Duration // between two slots
 	stuck  time.Duration // a write in progress this long is cut
 	every  int           // turns between two looks at the writes
 
 	mu    sync.Mutex
-	slots []chan struct{} // closed when the slot fires, then replaced
+	slots []chan struct{} // closed when the slot fires; nil: nobody waits on it
 	fired int             // turns since start
 	sinks *sink           // every joined stream's, linked through sink.next
 	stop  chan struct{}   // closed to end the running goroutine; nil: none runs
@@ -65,9 +72,7 @@ func (w *wheel) join(o *sink) int {
 	}
 	w.sinks = o
 	if w.stop == nil {
-		for i := range w.slots {
-			w.slots[i] = make(chan struct{})
-		}
+		clear(w.slots)
 		w.fired = 0
 		w.stop = make(chan struct{})
 		go w.run(w.stop, time.Now())
@@ -103,6 +108,9 @@ func (w *wheel) leave(o *sink) {
 func (w *wheel) beat(slot int) <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.slots[slot] == nil {
+		w.slots[slot] = make(chan struct{})
+	}
 	return w.slots[slot]
 }
 
@@ -140,8 +148,10 @@ func (w *wheel) turn(stop chan struct{}, due int, now time.Time) []stuckWrite {
 	look := false
 	for ; w.fired < due; w.fired++ {
 		i := (w.fired + 1) % len(w.slots)
-		close(w.slots[i])
-		w.slots[i] = make(chan struct{})
+		if w.slots[i] != nil {
+			close(w.slots[i])
+			w.slots[i] = nil
+		}
 		look = look || (w.fired+1)%w.every == 0
 	}
 	if !look {
@@ -150,7 +160,11 @@ func (w *wheel) turn(stop chan struct{}, due int, now time.Time) []stuckWrite {
 	var cut []stuckWrite
 	before := now.Add(-w.stuck).UnixNano()
 	for o := w.sinks; o != nil; o = o.next {
-		if since := o.since.Load(); since != 0 && since < before {
+		b := before
+		if o.stuck > 0 {
+			b = now.Add(-o.stuck).UnixNano()
+		}
+		if since := o.since.Load(); since != 0 && since < b {
 			cut = append(cut, stuckWrite{o, since})
 		}
 	}

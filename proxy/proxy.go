@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -66,6 +67,8 @@ type Proxy struct {
 	log         *slog.Logger
 	forwarding  forwarding
 	passWS      bool
+	// passWriteTimeout is passWriteTimeout; tests shorten it.
+	passWriteTimeout time.Duration
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -95,7 +98,7 @@ func New(opts Options) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{upstream: opts.Upstream, hub: opts.Hub, streams: newStreamer(opts.Hub, opts.Stream), keyer: opts.Keyer, streamPaths: mux, cors: c, log: opts.Logger,
-		forwarding: forwarding{trusted: opts.TrustedProxies}, passWS: opts.PassWebSockets}
+		forwarding: forwarding{trusted: opts.TrustedProxies}, passWS: opts.PassWebSockets, passWriteTimeout: passWriteTimeout}
 
 	rp := &httputil.ReverseProxy{
 		// Rewrite (not Director) so that hop-by-hop headers named in
@@ -158,7 +161,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	p.passThrough.ServeHTTP(w, withoutUpgrade(r, p.passWS))
+	p.passThroughWatched(w, withoutUpgrade(r, p.passWS))
 }
 
 // streamRoute tells how an EventSource request is answered: streamPath to

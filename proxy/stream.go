@@ -210,7 +210,8 @@ type sink struct {
 	rc  *http.ResponseController
 	buf []byte // gathers small events; never past maxChunk
 
-	since atomic.Int64 // when the write in progress began (UnixNano); 0: none
+	since atomic.Int64  // when the write in progress began (UnixNano); 0: none
+	stuck time.Duration // a write in progress this long is cut; 0: the wheel's
 
 	mu   sync.Mutex // orders a cut after the handler's leave
 	left bool       // the handler is leaving: rc may not be used by a cut
