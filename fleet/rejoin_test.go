@@ -1,36 +1,18 @@
 package fleet
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/ssegate/ssegate/internal/logtest"
 	"github.com/ssegate/ssegate/poller"
 	"github.com/ssegate/ssegate/stream"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A key that comes back to a replica just as its previous life there ends
 // (its linger ran out, a client arrives) is shared again, not polled alone
@@ -44,7 +26,7 @@ func TestKeyBackAtItsExpiryIsShared(t *testing.T) {
 	}))
 	defer up.Close()
 	u, _ := url.Parse(up.URL + "/items")
-	var logs syncBuf
+	var logs logtest.Buffer
 	p := poller.New(poller.Options{Interval: 50 * time.Millisecond, Shared: e.Shared(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	const linger = 30 * time.Millisecond
 	h := stream.NewHub(p, stream.Options{HistorySize: 100, Linger: linger})
