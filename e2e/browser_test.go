@@ -151,24 +151,32 @@ func (tb *tab) waitFor(t *testing.T, cond string) {
 	}
 }
 
-// listed returns the ids in the page's list, in order, and the users they belong to.
-func (tb *tab) listed(t *testing.T) ([]int, []string) {
-	t.Helper()
-	type row struct {
-		ID   int    `json:"id"`
-		User string `json:"user"`
-	}
-	rows, err := chromedp.Run(tb.ctx, chromedp.Evaluate[[]row](`[...document.querySelectorAll("#items li")].map(li => ({id: +li.dataset.id, user: demo.items.find(x => x.id === +li.dataset.id)?.user}))`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []int
-	var users []string
+// listedJS reads the demo page's list: each item's id and user, in order.
+const listedJS = `[...document.querySelectorAll("#items li")].map(li => ({id: +li.dataset.id, user: demo.items.find(x => x.id === +li.dataset.id)?.user}))`
+
+// listedRow is one item of listedJS's answer.
+type listedRow struct {
+	ID   int    `json:"id"`
+	User string `json:"user"`
+}
+
+// split returns the rows' ids and users.
+func split(rows []listedRow) (ids []int, users []string) {
 	for _, r := range rows {
 		ids = append(ids, r.ID)
 		users = append(users, r.User)
 	}
 	return ids, users
+}
+
+// listed returns the ids in the page's list, in order, and the users they belong to.
+func (tb *tab) listed(t *testing.T) ([]int, []string) {
+	t.Helper()
+	rows, err := chromedp.Run(tb.ctx, chromedp.Evaluate[[]listedRow](listedJS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return split(rows)
 }
 
 func (tb *tab) str(t *testing.T, js string) string {

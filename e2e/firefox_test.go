@@ -326,18 +326,9 @@ func (ff *firefox) waitFor(t *testing.T, cond string) {
 // listed returns the ids in the page's list, in order, and the users they belong to.
 func (ff *firefox) listed(t *testing.T) ([]int, []string) {
 	t.Helper()
-	var rows []struct {
-		ID   int    `json:"id"`
-		User string `json:"user"`
-	}
-	ff.eval(t, `[...document.querySelectorAll("#items li")].map(li => ({id: +li.dataset.id, user: demo.items.find(x => x.id === +li.dataset.id)?.user}))`, &rows)
-	var ids []int
-	var users []string
-	for _, r := range rows {
-		ids = append(ids, r.ID)
-		users = append(users, r.User)
-	}
-	return ids, users
+	var rows []listedRow
+	ff.eval(t, listedJS, &rows)
+	return split(rows)
 }
 
 func TestFirefox(t *testing.T) {
